@@ -1,0 +1,112 @@
+# gomirror: the two commands a newcomer runs are `make lab` and `make test`.
+# Every setup step is skipped when what it makes is already there and current.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+export GOMIRROR_CACHE := $(CURDIR)/.cache
+VENV := $(GOMIRROR_CACHE)/venv
+export PATH := $(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# make test runs every test; nothing skips for want of the origin.
+export GOMIRROR_REQUIRE_ORIGIN := 1
+PYTHON ?= python3
+
+# Scenarios in the order make test runs them (cheapest first).
+MOLECULE_SCENARIOS ?= smoke
+PYTEST_ARGS ?=
+
+.PHONY: help setup host-packages engine aptcache venv image goarchive origin gitserver pki \
+        services-up services-down lint test test-python test-molecule lab lab-down bench \
+        bench-proxy clean
+
+help:
+	@echo "make lab       bring up the lab network in containers and deploy it with site.yml"
+	@echo "make lab-down  remove the lab"
+	@echo "make test      lint, unit and integration tests, every molecule scenario"
+	@echo "make bench     benchmarks (reports in docs/benchmarks.md)"
+
+# ---- setup: what the tests and the lab need, each step idempotent ----------------
+host-packages:
+	@harness/host-packages.sh
+
+engine: host-packages
+	@harness/engine.sh
+
+aptcache: host-packages
+	@harness/aptcache.sh
+
+VENV_RECIPE := $(shell cat requirements/controller.txt proxy/requirements.lock proxy/pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+venv:
+	@if [ "$$(cat $(VENV)/.recipe 2>/dev/null)" != "$(VENV_RECIPE)" ]; then \
+	  echo "venv: installing pinned requirements"; \
+	  rm -rf $(VENV); $(PYTHON) -m venv $(VENV); \
+	  $(VENV)/bin/pip install -q --upgrade pip; \
+	  $(VENV)/bin/pip install -q -r requirements/controller.txt; \
+	  if [ -f proxy/requirements.lock ]; then $(VENV)/bin/pip install -q -r proxy/requirements.lock; fi; \
+	  if [ -f proxy/pyproject.toml ]; then $(VENV)/bin/pip install -q --no-deps -e proxy; fi; \
+	  echo "$(VENV_RECIPE)" > $(VENV)/.recipe; \
+	fi
+
+image: engine aptcache
+	@harness/image.sh >/dev/null
+	@harness/services-image.sh >/dev/null
+
+goarchive:
+	@harness/goarchive.sh >/dev/null
+
+pki:
+	@harness/pki.sh $(GOMIRROR_CACHE)/pki issue services origin.internal.example git.internal.example
+
+gitserver: host-packages
+	@if [ ! -s $(GOMIRROR_CACHE)/gitserver/netrc ] || \
+	    [ "$$(sha256sum < harness/gitserver/make_repos.sh)" != "$$(cat $(GOMIRROR_CACHE)/gitserver/recipe 2>/dev/null)" ]; then \
+	  harness/gitserver/make_repos.sh $(GOMIRROR_CACHE)/gitserver; \
+	  sha256sum < harness/gitserver/make_repos.sh > $(GOMIRROR_CACHE)/gitserver/recipe; \
+	fi
+
+origin: venv
+	@$(VENV)/bin/python harness/origin/fill.py --cache $(GOMIRROR_CACHE)
+
+services-up: host-packages origin gitserver pki
+	@harness/services.sh up
+
+services-down:
+	@harness/services.sh down
+
+setup: venv image goarchive services-up
+
+# ---- tests ---------------------------------------------------------------------
+lint: venv
+	yamllint -s .
+	ruff check .
+	ansible-lint --profile production
+
+test-python: setup
+	pytest $(PYTEST_ARGS) tests proxy/tests
+
+test-molecule: setup
+	GOMIRROR_MOLECULE_SCENARIOS="$(MOLECULE_SCENARIOS)" pytest $(PYTEST_ARGS) tests/molecule
+
+# One pytest run covers the unit, integration and molecule tests, so the run ends
+# with pytest's own summary line.
+test: setup lint
+	GOMIRROR_MOLECULE_SCENARIOS="$(MOLECULE_SCENARIOS)" pytest $(PYTEST_ARGS) tests proxy/tests
+
+# ---- the lab -------------------------------------------------------------------
+lab: setup
+	ansible-playbook playbooks/lab-up.yml
+	ansible-playbook -i inventories/lab playbooks/site.yml
+	@harness/lab-next-steps.sh
+
+lab-down: venv
+	ansible-playbook playbooks/lab-down.yml
+
+# ---- benchmarks (reports, never timed tests) -------------------------------------
+bench: bench-proxy
+
+bench-proxy: setup
+	$(VENV)/bin/python proxy/bench/bench_proxy.py --report docs/benchmarks.md
+
+clean: services-down
+	rm -rf $(GOMIRROR_CACHE)/run
