@@ -13,10 +13,10 @@ export GOMIRROR_REQUIRE_ORIGIN := 1
 PYTHON ?= python3
 
 # Scenarios in the order make test runs them (cheapest first).
-MOLECULE_SCENARIOS ?= smoke
+MOLECULE_SCENARIOS ?= smoke proxy_node
 PYTEST_ARGS ?=
 
-.PHONY: help setup host-packages engine aptcache venv image goarchive origin gitserver pki \
+.PHONY: help setup host-packages engine aptcache venv image goarchive wheelhouse origin gitserver pki \
         services-up services-down lint test test-python test-molecule lab lab-down bench \
         bench-proxy clean
 
@@ -55,6 +55,9 @@ image: engine aptcache
 goarchive:
 	@harness/goarchive.sh >/dev/null
 
+wheelhouse: venv
+	@harness/wheelhouse.sh >/dev/null
+
 pki:
 	@harness/pki.sh $(GOMIRROR_CACHE)/pki issue services origin.internal.example git.internal.example
 
@@ -74,7 +77,7 @@ services-up: host-packages origin gitserver pki
 services-down:
 	@harness/services.sh down
 
-setup: venv image goarchive services-up
+setup: venv image goarchive wheelhouse services-up
 
 # ---- tests ---------------------------------------------------------------------
 lint: venv
@@ -83,7 +86,7 @@ lint: venv
 	ansible-lint --profile production
 
 test-python: setup
-	pytest $(PYTEST_ARGS) tests proxy/tests
+	pytest $(PYTEST_ARGS) tests $(wildcard proxy/tests)
 
 test-molecule: setup
 	GOMIRROR_MOLECULE_SCENARIOS="$(MOLECULE_SCENARIOS)" pytest $(PYTEST_ARGS) tests/molecule
@@ -91,7 +94,7 @@ test-molecule: setup
 # One pytest run covers the unit, integration and molecule tests, so the run ends
 # with pytest's own summary line.
 test: setup lint
-	GOMIRROR_MOLECULE_SCENARIOS="$(MOLECULE_SCENARIOS)" pytest $(PYTEST_ARGS) tests proxy/tests
+	GOMIRROR_MOLECULE_SCENARIOS="$(MOLECULE_SCENARIOS)" pytest $(PYTEST_ARGS) tests $(wildcard proxy/tests)
 
 # ---- the lab -------------------------------------------------------------------
 lab: setup

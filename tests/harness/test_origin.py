@@ -68,10 +68,13 @@ def test_a_tampered_module_fails_checksum_verification(tmp_path, go_client):
     assert "verifying module: checksum mismatch" in out
 
 
+_PRIVATE_GOMOD = "module example.com/t\n\ngo 1.20\n\nrequire {require}\n"
+
+
 def test_private_modules_come_from_the_git_host_with_credentials(origin_url, go_client):
     (go_client.home / ".netrc").write_text((CACHE / "gitserver" / "netrc").read_text())
     (go_client.home / ".netrc").chmod(0o600)
-    gomod = "module example.com/t\n\ngo 1.20\n\nrequire git.internal.example/platform/service v1.1.0\n"
+    gomod = _PRIVATE_GOMOD.format(require="git.internal.example/platform/service v1.1.0")
     proc = go_client.download(
         gomod, lab_hosts=True, GOPROXY=origin_url, GOPRIVATE="git.internal.example"
     )
@@ -81,7 +84,7 @@ def test_private_modules_come_from_the_git_host_with_credentials(origin_url, go_
 
 
 def test_private_modules_need_the_credentials(origin_url, go_client):
-    gomod = "module example.com/t\n\ngo 1.20\n\nrequire git.internal.example/platform/corelib v1.0.0\n"
+    gomod = _PRIVATE_GOMOD.format(require="git.internal.example/platform/corelib v1.0.0")
     proc = go_client.download(
         gomod, lab_hosts=True, GOPROXY=origin_url, GOPRIVATE="git.internal.example",
         GIT_TERMINAL_PROMPT="0",
