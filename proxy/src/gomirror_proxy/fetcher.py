@@ -1,0 +1,221 @@
+"""Fetch on miss with the real go command, as Athens does.
+
+`go mod download -json module@version` runs in a private, temporary GOMODCACHE with
+GOPROXY = the configured upstream chain, GOPRIVATE for private prefixes (so they go
+straight to their VCS, never to a public proxy, and are not checked against a public
+checksum database), GOTOOLCHAIN=local and GOFLAGS=-mod=mod. Arguments are a list, never
+a shell. A bounded number of go processes run at once; each has a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+
+from .config import Config, match_glob
+
+
+class FetchError(Exception):
+    def __init__(self, status: int, msg: str):
+        super().__init__(msg)
+        self.status = status
+
+
+def classify(err: str) -> int:
+    e = err.lower()
+    if "zip too large" in e:
+        return 404
+    for m in ("404 not found", "410 gone", "unknown revision", "invalid version",
+              "no matching versions", "not found", "invalid pseudo-version",
+              "malformed", "unrecognized import path"):
+        if m in e:
+            return 404
+    if "timeout" in e or "deadline" in e or "timed out" in e:
+        return 504
+    return 502
+
+
+def _rmtree(p: str) -> None:
+    def onerror(func, path, _exc):
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(path), 0o700)
+            os.chmod(path, 0o700)
+            func(path)
+
+    shutil.rmtree(p, onerror=onerror)
+
+
+try:
+    _LIBC = ctypes.CDLL("libc.so.6", use_errno=True)
+except OSError:  # not glibc: no parent-death signal, the timeout still applies
+    _LIBC = None
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the node dies, so a killed node leaves no go running.
+    Runs between fork and exec: no imports, no allocation-heavy work."""
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _cleanup_dead_workdirs(base: str) -> None:
+    """Remove work directories of node processes that no longer run (killed nodes)."""
+    for name in os.listdir(base):
+        parts = name.split("-")
+        if not name.startswith("gomirror-proxy-") or len(parts) < 4 or not parts[2].isdigit():
+            continue
+        pid = int(parts[2])
+        try:
+            os.kill(pid, 0)
+            continue  # alive
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        _rmtree(os.path.join(base, name))
+
+
+class GoRunner:
+    def __init__(self, cfg: Config, metrics=None):
+        self.cfg = cfg
+        self.metrics = metrics
+        self.sem = asyncio.Semaphore(cfg.go_get_workers)
+        base = cfg.go_get_dir or tempfile.gettempdir()
+        os.makedirs(base, exist_ok=True)
+        with contextlib.suppress(OSError):
+            _cleanup_dead_workdirs(base)
+        self.work = tempfile.mkdtemp(prefix=f"gomirror-proxy-{os.getpid()}-", dir=base)
+        self.gopath = os.path.join(self.work, "gopath")  # shared: sumdb cache, go's own locks
+        self.gocache = os.path.join(self.work, "gocache")
+        os.makedirs(self.gopath, exist_ok=True)
+        os.makedirs(self.gocache, exist_ok=True)
+        self.home = None
+        if cfg.netrc_path:
+            # git reads credentials only from $HOME/.netrc (through curl), go from $NETRC:
+            # give the fetcher a private HOME that holds a copy of the configured file.
+            self.home = os.path.join(self.work, "home")
+            os.makedirs(self.home, mode=0o700, exist_ok=True)
+            dst = os.path.join(self.home, ".netrc")
+            shutil.copyfile(cfg.netrc_path, dst)
+            os.chmod(dst, 0o600)
+
+    def close(self) -> None:
+        _rmtree(self.work)
+
+    def env(self, modcache: str) -> dict[str, str]:
+        cfg = self.cfg
+        env = {
+            k: v for k, v in os.environ.items()
+            if k in ("PATH", "HOME", "USER", "LANG", "SSL_CERT_FILE", "SSL_CERT_DIR",
+                     "GIT_SSL_CAINFO", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+                     "http_proxy", "https_proxy", "no_proxy", "TMPDIR")
+        }
+        env.update({
+            "GOPROXY": cfg.goproxy,
+            "GOPATH": self.gopath,
+            "GOCACHE": self.gocache,
+            "GOENV": "off",
+            "GOTELEMETRY": "off",
+            "GIT_TERMINAL_PROMPT": "0",
+            "GCM_INTERACTIVE": "never",
+        })
+        env.update(cfg.go_binary_env_vars)
+        env["GOMODCACHE"] = modcache
+        env["GOTOOLCHAIN"] = "local"
+        env["GOFLAGS"] = "-mod=mod -modcacherw"
+        if cfg.private_patterns:
+            env["GOPRIVATE"] = ",".join(cfg.private_patterns)
+        nosum = list(cfg.no_sum_patterns) + list(cfg.private_patterns)
+        if nosum:
+            env["GONOSUMDB"] = ",".join(nosum)
+        if self.home:
+            env["HOME"] = self.home
+            env["NETRC"] = os.path.join(self.home, ".netrc")
+        return env
+
+    def is_private(self, module: str) -> bool:
+        return match_glob(self.cfg.private_patterns, module)
+
+    async def run(self, args: list[str], tmp: str, timeout: float) -> tuple[int, bytes, bytes]:
+        modcache = os.path.join(tmp, "modcache")
+        proc = await asyncio.create_subprocess_exec(
+            self.cfg.go_binary, *args, cwd=tmp, env=self.env(modcache),
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, start_new_session=True, preexec_fn=_die_with_parent,
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+            raise
+        return proc.returncode or 0, out, err
+
+    @contextlib.asynccontextmanager
+    async def tempdir(self):
+        tmp = tempfile.mkdtemp(prefix="f-", dir=self.work)
+        try:
+            yield tmp
+        finally:
+            await asyncio.to_thread(_rmtree, tmp)
+
+    async def download(self, module: str, version: str, tmp: str) -> dict:
+        """Run go mod download; return its JSON (files under tmp)."""
+        async with self.sem:
+            t0 = time.monotonic()
+            if self.metrics:
+                self.metrics.inflight.inc()
+            try:
+                try:
+                    rc, out, err = await self.run(
+                        ["mod", "download", "-json", f"{module}@{version}"], tmp, self.cfg.timeout
+                    )
+                except TimeoutError:
+                    raise FetchError(504, f"fetch of {module}@{version} timed out") from None
+            finally:
+                if self.metrics:
+                    self.metrics.inflight.dec()
+                    self.metrics.fetch_seconds.observe(time.monotonic() - t0)
+        try:
+            info = json.loads(out.decode() or "{}")
+        except ValueError:
+            info = {}
+        if rc != 0 or info.get("Error") or not info.get("Zip"):
+            msg = info.get("Error") or err.decode(errors="replace").strip() or f"go exited {rc}"
+            raise FetchError(classify(msg), msg)
+        size = os.path.getsize(info["Zip"])
+        if size > self.cfg.max_zip_size:
+            raise FetchError(404, f"zip too large: {size} bytes > MaxZipSize")
+        return info
+
+    async def list_versions(self, module: str) -> tuple[list[str], dict | None]:
+        """Upstream's versions and @latest info via `go list -m -versions -json m@latest`."""
+        async with self.tempdir() as tmp:
+            try:
+                rc, out, err = await self.run(
+                    ["list", "-m", "-versions", "-json", f"{module}@latest"], tmp,
+                    min(self.cfg.timeout, 60),
+                )
+            except TimeoutError:
+                raise FetchError(504, "upstream list timed out") from None
+        try:
+            data = json.loads(out.decode() or "{}")
+        except ValueError:
+            data = {}
+        if rc != 0 or data.get("Error") or not data.get("Version"):
+            msg = (data.get("Error") or {}).get("Err") if isinstance(data.get("Error"), dict) \
+                else data.get("Error")
+            msg = msg or err.decode(errors="replace").strip() or f"go exited {rc}"
+            raise FetchError(classify(msg), msg)
+        latest = {"Version": data["Version"]}
+        if data.get("Time"):
+            latest["Time"] = data["Time"]
+        return list(data.get("Versions") or []), latest
