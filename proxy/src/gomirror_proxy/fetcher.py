@@ -94,6 +94,8 @@ class GoRunner:
         self.work = tempfile.mkdtemp(prefix=f"gomirror-proxy-{os.getpid()}-", dir=base)
         self.gopath = os.path.join(self.work, "gopath")  # shared: sumdb cache, go's own locks
         self.gocache = os.path.join(self.work, "gocache")
+        self.sumdb_cache = os.path.join(self.work, "sumdb")
+        os.makedirs(self.sumdb_cache, exist_ok=True)
         os.makedirs(self.gopath, exist_ok=True)
         os.makedirs(self.gocache, exist_ok=True)
         self.home = None
@@ -145,6 +147,14 @@ class GoRunner:
 
     async def run(self, args: list[str], tmp: str, timeout: float) -> tuple[int, bytes, bytes]:
         modcache = os.path.join(tmp, "modcache")
+        # Each fetch has its own module cache, but the checksum database's tiles and
+        # lookups are shared: without this every `go` run would fetch the same tiles again
+        # (most of a cold fetch's round trips). The go command locks and renames these
+        # files itself, as it does for any module cache shared by concurrent commands.
+        download = os.path.join(modcache, "cache", "download")
+        os.makedirs(download, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.symlink(self.sumdb_cache, os.path.join(download, "sumdb"))
         proc = await asyncio.create_subprocess_exec(
             self.cfg.go_binary, *args, cwd=tmp, env=self.env(modcache),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
