@@ -20,4 +20,6 @@ for name, opt in spec["argument_specs"]["main"]["options"].items():
     desc = " ".join(desc) if isinstance(desc, list) else desc
     if opt.get("choices"):
         desc += " One of: " + ", ".join(f"`{c}`" for c in opt["choices"]) + "."
-    print(f"| `{name}` | {default} | {desc.replace('|', '/')} |")
+    default = default.replace("|", "\\|")
+    desc = desc.replace("|", "\\|")
+    print(f"| `{name}` | {default} | {desc} |")

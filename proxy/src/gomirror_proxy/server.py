@@ -533,11 +533,18 @@ class Node:
         elif not ups:
             checks["upstream"] = "direct only"
         else:
-            try:
-                async with self.http.get(ups[0] + "/", timeout=aiohttp.ClientTimeout(total=5)):
-                    checks["upstream"] = "ok"
-            except Exception as e:  # noqa: BLE001
-                ok, checks["upstream"] = False, f"unreachable: {type(e).__name__}"
+            # Ready when some upstream of the chain answers: a regional node whose first
+            # upstream (the core region) is down still fetches from the ones after it.
+            failures = []
+            for url in ups:
+                try:
+                    async with self.http.get(url + "/", timeout=aiohttp.ClientTimeout(total=5)):
+                        checks["upstream"] = f"ok: {url}"
+                        break
+                except Exception as e:  # noqa: BLE001
+                    failures.append(f"{url}: {type(e).__name__}")
+            else:
+                ok, checks["upstream"] = False, "unreachable: " + ", ".join(failures)
         if self.shutting_down:
             ok, checks["shutdown"] = False, "shutting down"
         self._ready_cache = (now + 2, ok, checks)
