@@ -13,12 +13,12 @@ export GOMIRROR_REQUIRE_ORIGIN := 1
 PYTHON ?= python3
 
 # Scenarios in the order make test runs them (cheapest first).
-MOLECULE_SCENARIOS ?= smoke proxy_node
+MOLECULE_SCENARIOS ?= smoke proxy_node mirror_sync
 PYTEST_ARGS ?=
 
 .PHONY: help setup host-packages engine aptcache venv image goarchive wheelhouse origin gitserver pki \
         services-up services-down lint test test-python test-molecule lab lab-down bench \
-        bench-proxy clean
+        bench-proxy bench-sync clean
 
 help:
 	@echo "make lab       bring up the lab network in containers and deploy it with site.yml"
@@ -106,7 +106,10 @@ lab-down: venv
 	ansible-playbook playbooks/lab-down.yml
 
 # ---- benchmarks (reports, never timed tests) -------------------------------------
-bench: bench-proxy
+bench: bench-proxy bench-sync
+
+bench-sync: setup
+	harness/bench_sync.sh --report docs/benchmarks.md 1000 10000
 
 bench-proxy: setup
 	$(VENV)/bin/python proxy/bench/bench_proxy.py --report docs/benchmarks.md
