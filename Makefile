@@ -13,7 +13,7 @@ export GOMIRROR_REQUIRE_ORIGIN := 1
 PYTHON ?= python3
 
 # Scenarios in the order make test runs them (cheapest first).
-MOLECULE_SCENARIOS ?= smoke proxy_node mirror_sync
+MOLECULE_SCENARIOS ?= smoke proxy_node mirror_sync geodns
 PYTEST_ARGS ?=
 
 .PHONY: help setup host-packages engine aptcache venv image goarchive wheelhouse origin gitserver pki \

@@ -4,6 +4,11 @@
 set -euo pipefail
 log=${GOMIRROR_CACHE:?}/run/dockerd.log
 mkdir -p "$(dirname "$log")"
+# Every systemd container takes several inotify instances; the kernel's default of 128
+# per user runs out with a dozen containers (they exit 255 at start, without logs).
+for knob in fs.inotify.max_user_instances=4096 fs.inotify.max_user_watches=1048576; do
+  [ "$(sysctl -n "${knob%%=*}")" -ge "${knob##*=}" ] || sysctl -q -w "$knob"
+done
 if docker info >/dev/null 2>&1; then exit 0; fi
 if ! command -v dockerd >/dev/null 2>&1; then
   echo "engine: installing docker.io"
