@@ -18,8 +18,13 @@ stop() {
 
 case ${1:-} in
   up)
-    if curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null; then
-      echo "services: origin already answers on 127.0.0.1:$port"; exit 0
+    if health=$(curl -fsS "http://127.0.0.1:$port/healthz" 2>/dev/null); then
+      if [ "$health" = "ok $cache/origin/tree" ]; then
+        echo "services: origin already answers on 127.0.0.1:$port"; exit 0
+      fi
+      echo "services: 127.0.0.1:$port already serves another checkout's origin ($health);" \
+           "stop it there with 'make services-down' first" >&2
+      exit 1
     fi
     stop
     mkdir -p "$run/nginx"

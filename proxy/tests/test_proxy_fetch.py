@@ -329,3 +329,42 @@ def test_sigkill_while_go_runs_kills_go_and_leaves_nothing(nodes, tmp_path):
     st, _, _ = n2.get("/github.com/modern-go/concurrent/@v/v0.0.0-20180306012644-bacd9c7ef1dd.zip")
     assert st == 200
 
+
+
+def _split_body_upstream(body: bytes, pause: float = 0.3):
+    """An HTTP upstream on loopback that sends headers and the first half of the body,
+    pauses, then sends the rest: what a loaded network does to any response."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+
+    def serve():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                half = len(body) // 2
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+                             % len(body) + body[:half])
+                time.sleep(pause)
+                conn.sendall(body[half:])
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv
+
+
+def test_a_go_mod_split_across_segments_is_stored_whole(nodes):
+    gomod = (ORIGIN_TREE / "github.com/gin-gonic/gin/@v/v1.9.1.mod").read_bytes()
+    srv = _split_body_upstream(gomod)
+    try:
+        node = nodes(upstream=f"http://127.0.0.1:{srv.getsockname()[1]}")
+        status, _headers, body = http(node.url + "/github.com/gin-gonic/gin/@v/v1.9.1.mod")
+    finally:
+        srv.close()
+    assert status == 200
+    assert body == gomod
+    assert (node.store / "github.com/gin-gonic/gin/@v/v1.9.1.mod").read_bytes() == gomod

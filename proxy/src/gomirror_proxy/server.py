@@ -193,9 +193,18 @@ class Node:
             try:
                 async with self.http.get(url) as r:
                     if r.status == 200:
-                        body = await r.content.read(limit + 1)
-                        if len(body) > limit:
-                            raise FetchError(502, f"{url}: response too large")
+                        # StreamReader.read(n) returns what has arrived so far, not n
+                        # bytes: read to the end, bounded, or a body split across TCP
+                        # segments is stored cut short (and fails go.sum verification).
+                        chunks, size = [], 0
+                        async for chunk in r.content.iter_chunked(1 << 16):
+                            size += len(chunk)
+                            if size > limit:
+                                raise FetchError(502, f"{url}: response too large")
+                            chunks.append(chunk)
+                        body = b"".join(chunks)
+                        if r.content_length is not None and len(body) != r.content_length:
+                            raise FetchError(502, f"{url}: response cut short")
                         self.metrics.fetch_seconds.observe(time.monotonic() - t0)
                         return body, False
                     last_err = f"{url}: {r.status}"
