@@ -368,3 +368,40 @@ def test_a_go_mod_split_across_segments_is_stored_whole(nodes):
     assert status == 200
     assert body == gomod
     assert (node.store / "github.com/gin-gonic/gin/@v/v1.9.1.mod").read_bytes() == gomod
+
+
+def test_an_upstream_that_gzips_text_is_stored_uncompressed(nodes, tmp_path):
+    """A regional node's upstream is the core region's edge, which gzips text for clients
+    that accept it; the node must store and serve the bytes themselves."""
+    import gzip
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    lookup = "/sumdb/sum.golang.org/lookup/github.com/!burnt!sushi/toml@v1.3.2"
+    record = (ORIGIN_TREE / lookup.lstrip("/")).read_bytes()
+
+    class Gzipping(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # noqa: N802
+            body = record if self.path.endswith("toml@v1.3.2") else b"ok"
+            if "gzip" in self.headers.get("Accept-Encoding", ""):
+                body = gzip.compress(body)
+                self.send_response(200)
+                self.send_header("Content-Encoding", "gzip")
+            else:
+                self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Gzipping)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        up = f"http://127.0.0.1:{srv.server_port}"
+        node = nodes(upstream=up)
+        status, _headers, body = http(node.url + lookup)
+    finally:
+        srv.shutdown()
+    assert status == 200
+    assert body == record

@@ -84,9 +84,12 @@ class Node:
             with contextlib.suppress(Exception):
                 if await self.store.stat(key) is None:
                     await self.store.write(key, b"")
+        # Bodies are stored and served byte for byte, so ask upstreams (an edge of the core
+        # region gzips text) for them uncompressed instead of aiohttp's default gzip/deflate.
         self.http = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=min(self.cfg.timeout, 60), connect=10),
             auto_decompress=False,
+            headers={"Accept-Encoding": "identity"},
         )
 
     async def cleanup(self, _app=None):
