@@ -13,8 +13,8 @@ export GOMIRROR_REQUIRE_ORIGIN := 1
 PYTHON ?= python3
 
 # Scenarios in the order make test runs them (cheapest first).
-MOLECULE_SCENARIOS ?= smoke proxy_node mirror_sync geodns
-PYTEST_ARGS ?=
+MOLECULE_SCENARIOS ?= smoke proxy_node mirror_sync nginx_edge geodns network
+PYTEST_ARGS ?= --durations=15
 
 .PHONY: help setup host-packages engine aptcache venv image goarchive wheelhouse origin gitserver pki \
         services-up services-down lint test test-python test-molecule lab lab-down bench \
