@@ -117,14 +117,21 @@ class Node:
         return match_glob(self.cfg.exclude_patterns, module)
 
     # --- fetch (single flight) ------------------------------------------------------
-    async def ensure_version(self, module: str, em: str, version: str, ev: str) -> None:
-        key = (em, ev)
-        fut = self.inflight.get(key)
+    @staticmethod
+    async def single_flight(table: dict, key, start):
+        """Run start() once for every concurrent caller with this key in table, and give
+        each its result (shielded, so one caller going away does not cancel the others')."""
+        fut = table.get(key)
         if fut is None:
-            fut = asyncio.ensure_future(self._fetch(module, em, version, ev))
-            self.inflight[key] = fut
-            fut.add_done_callback(lambda _f: self.inflight.pop(key, None))
-        await asyncio.shield(fut)
+            fut = asyncio.ensure_future(start())
+            table[key] = fut
+            fut.add_done_callback(lambda _f: table.pop(key, None))
+        return await asyncio.shield(fut)
+
+    async def ensure_version(self, module: str, em: str, version: str, ev: str) -> None:
+        await self.single_flight(
+            self.inflight, (em, ev), lambda: self._fetch(module, em, version, ev)
+        )
 
     async def _fetch(self, module, em, version, ev):
         try:
@@ -153,13 +160,9 @@ class Node:
         """A go.mod alone (the module graph needs only that): fetched from the proxies of
         the GOPROXY chain over HTTP; if none has it and the chain ends in direct, the
         whole version is fetched with the go command."""
-        key = (em, ev + ".mod")
-        fut = self.inflight.get(key)
-        if fut is None:
-            fut = asyncio.ensure_future(self._fetch_mod(module, em, version, ev))
-            self.inflight[key] = fut
-            fut.add_done_callback(lambda _f: self.inflight.pop(key, None))
-        await asyncio.shield(fut)
+        await self.single_flight(
+            self.inflight, (em, ev + ".mod"), lambda: self._fetch_mod(module, em, version, ev)
+        )
 
     async def _fetch_mod(self, module, em, version, ev):
         body, direct = await self.upstream_get(f"{em}/@v/{ev}.mod", limit=16 << 20)
@@ -236,12 +239,9 @@ class Node:
         e = self.list_cache.get(em)
         if e and e.expires > now:
             return e
-        fut = self.list_inflight.get(em)
-        if fut is None:
-            fut = asyncio.ensure_future(self._upstream_list(module, em))
-            self.list_inflight[em] = fut
-            fut.add_done_callback(lambda _f: self.list_inflight.pop(em, None))
-        return await asyncio.shield(fut)
+        return await self.single_flight(
+            self.list_inflight, em, lambda: self._upstream_list(module, em)
+        )
 
     async def _upstream_list(self, module, em) -> ListEntry:
         try:
