@@ -45,6 +45,16 @@ class LockBusyError(Exception):
     pass
 
 
+def versions_in(names) -> list[str]:
+    """The versions of an @v/ directory's file names that are complete (have a .info)."""
+    out = []
+    for n in names:
+        if n.endswith(".info"):
+            with contextlib.suppress(ValueError):
+                out.append(modpath.unescape_version(n[: -len(".info")]))
+    return out
+
+
 class Store:
     kind = "abstract"
 
@@ -53,7 +63,10 @@ class Store:
     async def read(self, key: str) -> bytes | None: ...
     async def write(self, key: str, data: bytes) -> None: ...
     async def put_version(self, em: str, ev: str, files: dict[str, str]) -> None: ...
-    async def stored_versions(self, em: str) -> list[str]: ...
+    async def stored_versions(self, em: str) -> list[str]:
+        return await asyncio.to_thread(self._stored_versions_sync, em)
+
+    def _stored_versions_sync(self, em: str) -> list[str]: ...
     async def catalog(self, after: str, limit: int) -> list[tuple[str, str]]: ...
     async def check_writable(self) -> None: ...
 
@@ -176,18 +189,9 @@ class DiskStore(Store):
     def _stored_versions_sync(self, em):
         d = self._path(f"{em}/@v")
         try:
-            names = os.listdir(d)
+            return versions_in(os.listdir(d))
         except OSError:
             return []
-        out = []
-        for n in names:
-            if n.endswith(".info"):
-                with contextlib.suppress(ValueError):
-                    out.append(modpath.unescape_version(n[: -len(".info")]))
-        return out
-
-    async def stored_versions(self, em):
-        return await asyncio.to_thread(self._stored_versions_sync, em)
 
     def _catalog_sync(self, after, limit):
         found: list[tuple[str, str]] = []
@@ -345,19 +349,13 @@ class S3Store(Store):
         await asyncio.to_thread(self._put_version_sync, em, ev, files)
 
     def _stored_versions_sync(self, em):
-        out = []
         pag = self.s3.get_paginator("list_objects_v2")
         pre = self._k(f"{em}/@v/")
-        for page in pag.paginate(Bucket=self.bucket, Prefix=pre, Delimiter="/"):
-            for o in page.get("Contents", []):
-                n = o["Key"][len(pre) :]
-                if n.endswith(".info"):
-                    with contextlib.suppress(ValueError):
-                        out.append(modpath.unescape_version(n[: -len(".info")]))
-        return out
-
-    async def stored_versions(self, em):
-        return await asyncio.to_thread(self._stored_versions_sync, em)
+        return versions_in(
+            o["Key"][len(pre) :]
+            for page in pag.paginate(Bucket=self.bucket, Prefix=pre, Delimiter="/")
+            for o in page.get("Contents", [])
+        )
 
     def _catalog_sync(self, after, limit):
         out: list[tuple[str, str]] = []
