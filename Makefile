@@ -18,7 +18,7 @@ PYTEST_ARGS ?= --durations=15
 
 .PHONY: help setup host-packages engine aptcache venv image goarchive wheelhouse origin gitserver pki \
         services-up services-down lint test test-python test-molecule lab lab-down bench \
-        bench-proxy bench-sync clean
+        bench-proxy bench-sync clean collection sanity-venvs
 
 help:
 	@echo "make lab       bring up the lab network in containers and deploy it with site.yml"
@@ -95,6 +95,29 @@ test-molecule: setup
 # with pytest's own summary line.
 test: setup lint
 	GOMIRROR_MOLECULE_SCENARIOS="$(MOLECULE_SCENARIOS)" pytest $(PYTEST_ARGS) tests $(wildcard proxy/tests)
+
+# ---- the collection gomirror.network ----------------------------------------------
+COLLECTION_OUT := $(GOMIRROR_CACHE)/collection
+COLLECTION_VERSION = $(shell sed -n 's/^version: *//p' galaxy.yml)
+
+collection: venv
+	ansible-galaxy collection build --force --output-path $(COLLECTION_OUT) .
+
+# ansible-test runs each sanity test in its own virtual environment under
+# ~/.ansible/test/venv, made once from the package index; the pip bootstrap it would
+# download from ci-files.testing.ansible.com (not reachable) is tests/sanity/get_pip.py.
+# Made here, so the sanity run inside make test (tests/test_collection.py) is offline.
+sanity-venvs: collection
+	@pip_version=$$($(VENV)/bin/python -c 'import types; from ansible_test._internal.python_requirements import get_venv_packages as p; print(p(types.SimpleNamespace(version="3.11"))["pip"])'); \
+	  install -D -m 0644 tests/sanity/get_pip.py ~/.ansible/test/cache/get_pip_$${pip_version//./_}.py
+	@rm -rf $(COLLECTION_OUT)/installed
+	@ANSIBLE_COLLECTIONS_PATH=$(COLLECTION_OUT)/installed ansible-galaxy collection install \
+	  --offline --no-deps --force -p $(COLLECTION_OUT)/installed \
+	  $(COLLECTION_OUT)/gomirror-network-$(COLLECTION_VERSION).tar.gz >/dev/null
+	@cd $(COLLECTION_OUT)/installed/ansible_collections/gomirror/network && \
+	  env -u ANSIBLE_CONFIG ansible-test sanity --prime-venvs --local --python 3.11 >/dev/null
+
+test test-python: sanity-venvs
 
 # ---- the lab -------------------------------------------------------------------
 lab: setup

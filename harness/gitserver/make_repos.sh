@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Private modules for the lab's internal git host: platform/corelib (three tags) and
-# platform/service (two tags, requiring corelib). Commits use fixed dates and identities
-# so every rebuild yields the same hashes, hence the same module zips and sums.
-#   make_repos.sh DIR   -> DIR/repos/platform/{corelib,service}.git, DIR/htpasswd, DIR/netrc
+# Private modules for the lab's internal git host: platform/corelib (three tags),
+# platform/service (two tags, requiring corelib) and platform/feature (three tags, the
+# newest go.mod retracting v1.1.0, and a branch `next` one commit ahead of v1.2.0).
+# Commits use fixed dates and identities so every rebuild yields the same hashes, hence
+# the same module zips, sums and pseudo-versions.
+#   make_repos.sh DIR   -> DIR/repos/platform/{corelib,service,feature}.git, DIR/htpasswd, DIR/netrc
 set -euo pipefail
 out=$(realpath -m "$1")
 host=git.internal.example
@@ -37,7 +39,28 @@ for pair in v1.0.0:v1.1.0 v1.1.0:v1.2.0; do
   commit_tag "$w" "$v" "2024-02-0${day}T12:00:00Z"; day=$((day + 1))
 done
 
-for r in corelib service; do
+w=$out/work/feature
+git init -q -b main "$w"
+day=1
+for v in v1.0.0 v1.1.0 v1.2.0 next; do
+  printf 'module %s/platform/feature\n\ngo 1.20\n' "$host" > "$w/go.mod"
+  if [ "$v" = v1.2.0 ] || [ "$v" = next ]; then
+    printf '\n// v1.1.0 was tagged from a broken commit.\nretract v1.1.0\n' >> "$w/go.mod"
+  fi
+  printf '// Package feature is a private module of the gomirror lab.\npackage feature\n\n// Release names the commit this module was built from.\nfunc Release() string { return "%s" }\n' "$v" > "$w/feature.go"
+  if [ "$v" = next ]; then
+    # Work after the newest tag, on its own branch: resolvable only as a pseudo-version.
+    git -C "$w" checkout -q -b next
+    git -C "$w" add -A
+    GIT_AUTHOR_DATE=2024-03-04T12:00:00Z GIT_COMMITTER_DATE=2024-03-04T12:00:00Z \
+      git -C "$w" commit -q -m "next: unreleased work"
+    git -C "$w" checkout -q main
+  else
+    commit_tag "$w" "$v" "2024-03-0${day}T12:00:00Z"; day=$((day + 1))
+  fi
+done
+
+for r in corelib service feature; do
   git clone -q --bare "$out/work/$r" "$out/repos/platform/$r.git"
   git -C "$out/repos/platform/$r.git" update-server-info
 done

@@ -9,11 +9,18 @@ Steps, each skipped when its output already matches the recipe:
 1. `go mod download -json all` of the workload's go.mod into a persistent module
    cache (so refills do not download again), then copy the module files of
    cache/download into the origin tree (go's download layout is a GOPROXY tree).
-2. Capture the checksum database: fetch every lookup record the tree needs, fetch
+2. Protocol cases beyond the pinned graph, into the same module cache: every listed
+   version of a module whose newest go.mod retracts some of them, the upstream's
+   answers to a branch and a commit query (stored at the paths the go command asks)
+   with the pseudo-version they resolve to, and one `golang.org/toolchain` release
+   for GOTOOLCHAIN switches. Their versions are what the upstream answers at fill
+   time; `summary.json` records them and tests read them from there.
+3. Capture the checksum database: fetch every lookup record the tree needs, fetch
    `latest` ONCE and serve that same signed tree head with every record, then let a
-   fresh `go` client download the workload through a recording server that forwards
-   tile requests upstream and keeps them. Replays are then deterministic: a fresh
-   client needs exactly the tiles of that one tree and verifies real signatures.
+   fresh `go` client download the workload (and list every extra version) through a
+   recording server that forwards tile requests upstream and keeps them. Replays are
+   then deterministic: a fresh client needs exactly the tiles of that one tree and
+   verifies real signatures.
 
 The upstream is read from `go env GOPROXY` at run time; no registry host is written
 into this repository.
@@ -25,6 +32,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,14 +41,27 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 WORKLOAD = HERE / "workload" / "go.mod"
 SUMDB_NAME = "sum.golang.org"
+LOOKUP_WORKERS = 8
 # Files of the module cache that are bookkeeping, not protocol.
 SKIP_SUFFIXES = (".lock", ".ziphash", ".partial", ".tmp")
+
+# A small module whose newest go.mod retracts versions its list still names.
+RETRACTING_MODULE = "github.com/gabriel-vasile/mimetype"
+# An archived module (its branch no longer moves) whose branch and commit queries are kept.
+QUERY_MODULE = "github.com/pmezard/go-difflib"
+QUERY_BRANCH = "master"
+# One Go release other than the machine's, fetched by `GOTOOLCHAIN=<it> go ...` through a proxy.
+TOOLCHAIN_GO = "go1.26.9"
+TOOLCHAIN_MODULE = "golang.org/toolchain"
+# The commit part of a pseudo-version (vX.0.0-T-R, vX.Y.Z-pre.0.T-R, vX.Y.Z-0.T-R).
+PSEUDO_REVISION = re.compile(r"[-.]\d{14}-([0-9a-f]{12})(?:\+incompatible)?$")
 
 
 def log(msg: str) -> None:
@@ -85,6 +106,39 @@ def go_env(modcache: Path, gopath: Path, goproxy: str | None) -> dict[str, str]:
     return env
 
 
+def escape_path(path: str) -> str:
+    """The GOPROXY protocol's case encoding: an upper-case letter becomes `!` + lower."""
+    return "".join(f"!{c.lower()}" if c.isupper() else c for c in path)
+
+
+def go_json(args: list[str], modcache: Path, goproxy: str | None) -> list[dict]:
+    """Run `go ARGS` outside any module; return the JSON objects it prints, in order."""
+    with tempfile.TemporaryDirectory(prefix="gomirror-fill-") as tmp:
+        out = subprocess.run(
+            ["go", *args],
+            cwd=tmp,
+            env=go_env(modcache, Path(tmp) / "gopath", goproxy),
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+        ).stdout
+    decoder, objects, pos = json.JSONDecoder(), [], 0
+    while pos < len(out):
+        if out[pos].isspace():
+            pos += 1
+            continue
+        obj, pos = decoder.raw_decode(out, pos)
+        objects.append(obj)
+    return objects
+
+
+def go_output(*args: str) -> str:
+    env = dict(os.environ, GOTOOLCHAIN="local")
+    return subprocess.run(
+        ["go", *args], check=True, capture_output=True, text=True, env=env
+    ).stdout.strip()
+
+
 def download_workload(modcache: Path, goproxy: str | None) -> None:
     with tempfile.TemporaryDirectory(prefix="gomirror-workload-") as tmp:
         shutil.copy(WORKLOAD, Path(tmp) / "go.mod")
@@ -96,6 +150,70 @@ def download_workload(modcache: Path, goproxy: str | None) -> None:
             check=True,
             stdout=subprocess.DEVNULL,
         )
+
+
+def fetch_retracting(upstream: str, modcache: Path, goproxy: str) -> dict:
+    """Every version the upstream lists (.info/.mod), zips of the newest and newest retracted."""
+    module = RETRACTING_MODULE
+    listed = fetch(f"{upstream}/{escape_path(module)}/@v/list").decode().split()
+    [latest] = go_json(["list", "-m", "-json", f"{module}@latest"], modcache, goproxy)
+    infos = go_json(
+        ["list", "-m", "-retracted", "-json", *(f"{module}@{v}" for v in listed)],
+        modcache,
+        goproxy,
+    )
+    retracted = [info["Version"] for info in infos if info.get("Retracted")]
+    if not retracted:
+        sys.exit(f"origin: {module}@{latest['Version']} retracts no listed version; "
+                 "RETRACTING_MODULE needs one that does")
+    zips = [latest["Version"], retracted[-1]]
+    go_json(["mod", "download", "-json", *(f"{module}@{v}" for v in zips)], modcache, goproxy)
+    return {"module": module, "latest": latest["Version"], "versions": listed,
+            "retracted": retracted, "zips": zips}
+
+
+def fetch_queries(upstream: str, modcache: Path, goproxy: str) -> tuple[dict, dict[str, bytes]]:
+    """The upstream's answers to a branch and a commit query, and the version they name."""
+    module = QUERY_MODULE
+    base = f"{upstream}/{escape_path(module)}/@v"
+    branch_answer = fetch(f"{base}/{QUERY_BRANCH}.info")
+    branch_info = json.loads(branch_answer)
+    canonical = branch_info["Version"]
+    match = PSEUDO_REVISION.search(canonical)
+    revision = (branch_info.get("Origin") or {}).get("Hash", "")[:12] or (
+        match.group(1) if match else ""
+    )
+    if not revision:
+        sys.exit(f"origin: {module}@{QUERY_BRANCH} is {canonical}, which names no commit")
+    commit_answer = fetch(f"{base}/{revision}.info")
+    if json.loads(commit_answer)["Version"] != canonical:
+        sys.exit(f"origin: {module}@{revision} does not resolve to {canonical}")
+    go_json(["mod", "download", "-json", f"{module}@{canonical}"], modcache, goproxy)
+    case = {"module": module, "branch": QUERY_BRANCH, "commit": revision, "version": canonical}
+    return case, {f"{QUERY_BRANCH}.info": branch_answer, f"{revision}.info": commit_answer}
+
+
+def fetch_toolchain(modcache: Path, goproxy: str) -> dict:
+    local = go_output("env", "GOVERSION")
+    if local == TOOLCHAIN_GO:
+        sys.exit(f"origin: TOOLCHAIN_GO {TOOLCHAIN_GO} is this machine's own Go; "
+                 "a switch needs another release")
+    goos, goarch = go_output("env", "GOOS", "GOARCH").split()
+    version = f"v0.0.1-{TOOLCHAIN_GO}.{goos}-{goarch}"
+    [info] = go_json(["mod", "download", "-json", f"{TOOLCHAIN_MODULE}@{version}"],
+                     modcache, goproxy)
+    return {"go": TOOLCHAIN_GO, "module": TOOLCHAIN_MODULE, "version": version,
+            "zip_bytes": Path(info["Zip"]).stat().st_size}
+
+
+def extra_module_versions(cases: dict) -> list[str]:
+    """`module@version` of every case version, for the tile recorder to verify."""
+    retracting, query, toolchain = cases["retracting"], cases["query"], cases["toolchain"]
+    return [
+        *(f"{retracting['module']}@{v}" for v in retracting["versions"]),
+        f"{query['module']}@{query['version']}",
+        f"{toolchain['module']}@{toolchain['version']}",
+    ]
 
 
 def copy_tree(modcache: Path, tree: Path) -> int:
@@ -135,15 +253,17 @@ class Capture:
         self.base = f"{upstream}/sumdb/{SUMDB_NAME}"
         self.tree = tree
         self.sumdb = tree / "sumdb" / SUMDB_NAME
-        self.lock = threading.Lock()
+
+    def record(self, mv: str) -> bytes:
+        body = fetch(f"{self.base}/lookup/{mv}")
+        # A lookup answer is "<id>\n<go.sum lines>\n" then a blank line, then the
+        # signed note of whatever tree head was current. Keep only the record.
+        return body[: body.index(b"\n\n") + 1]
 
     def capture_lookups(self, wanted: list[str]) -> None:
-        records = {}
-        for mv in wanted:
-            body = fetch(f"{self.base}/lookup/{mv}")
-            # A lookup answer is "<id>\n<go.sum lines>\n" then a blank line, then the
-            # signed note of whatever tree head was current. Keep only the record.
-            records[mv] = body[: body.index(b"\n\n") + 1]
+        # In parallel: one round trip each, and there are dozens.
+        with ThreadPoolExecutor(max_workers=LOOKUP_WORKERS) as pool:
+            records = dict(zip(wanted, pool.map(self.record, wanted), strict=True))
         # `latest` is fetched after every record, so every record id is inside it.
         latest = fetch(f"{self.base}/latest")
         size = int(latest.split(b"\n")[1])
@@ -160,16 +280,19 @@ class Capture:
 
     def tile(self, rel: str) -> bytes:
         dest = self.sumdb / rel
-        with self.lock:
-            if not dest.exists():
-                data = fetch(f"{self.base}/{rel}")
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.write_bytes(data)
+        if not dest.exists():
+            # The go client asks for tiles in parallel: fetch without a lock; a tile's
+            # bytes never change, so two writers of one tile write the same file.
+            data = fetch(f"{self.base}/{rel}")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            partial = dest.with_name(f"{dest.name}.{threading.get_ident()}.partial")
+            partial.write_bytes(data)
+            partial.replace(dest)
         return dest.read_bytes()
 
 
-def record_tiles(capture: Capture) -> None:
-    """Run a fresh go client through a recorder that serves the tree and keeps tiles."""
+def record_tiles(capture: Capture, extra: list[str]) -> None:
+    """Run fresh go clients through a recorder that serves the tree and keeps tiles."""
     tree = capture.tree
     prefix = f"/sumdb/{SUMDB_NAME}/"
 
@@ -199,8 +322,12 @@ def record_tiles(capture: Capture) -> None:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
+        recorder = f"http://127.0.0.1:{server.server_port}"
         with tempfile.TemporaryDirectory(prefix="gomirror-capture-") as tmp:
-            download_workload(Path(tmp) / "modcache", f"http://127.0.0.1:{server.server_port}")
+            download_workload(Path(tmp) / "modcache", recorder)
+            # Listing a version fetches and verifies its go.mod: the same record, hence
+            # the same tiles, as its zip (the toolchain's too), without copying 70 MB.
+            go_json(["list", "-m", "-json", *extra], Path(tmp) / "modcache", recorder)
     finally:
         server.shutdown()
     tiles = sum(1 for p in (capture.sumdb / "tile").rglob("*") if p.is_file())
@@ -223,22 +350,32 @@ def main() -> int:
 
     upstream = upstream_proxy()
     modcache = cache / "gomodcache"
+    goproxy = host_goproxy()
     log("downloading the workload graph")
-    download_workload(modcache, host_goproxy())
+    download_workload(modcache, goproxy)
+    log("fetching the protocol cases (retractions, queries, toolchain)")
+    query, query_answers = fetch_queries(upstream, modcache, goproxy)
+    cases = {
+        "retracting": fetch_retracting(upstream, modcache, goproxy),
+        "query": query,
+        "toolchain": fetch_toolchain(modcache, goproxy),
+    }
     staging = cache / "origin" / "tree.new"
     shutil.rmtree(staging, ignore_errors=True)
     files = copy_tree(modcache, staging)
-    log(f"{files} module files")
+    for name, answer in query_answers.items():
+        (staging / escape_path(query["module"]) / "@v" / name).write_bytes(answer)
+    log(f"{files} module files, {len(query_answers)} query answers")
     capture = Capture(upstream, staging)
     capture.capture_lookups(module_versions(staging))
-    record_tiles(capture)
+    record_tiles(capture, extra_module_versions(cases))
     # Replace the served tree only once the new one is whole.
     shutil.rmtree(tree, ignore_errors=True)
     staging.rename(tree)
     stamp.write_text(key + "\n")
-    summary = {"recipe": key, "module_versions": len(module_versions(tree))}
+    summary = {"recipe": key, "module_versions": len(module_versions(tree)), **cases}
     (cache / "origin" / "summary.json").write_text(json.dumps(summary) + "\n")
-    log(f"tree ready: {summary}")
+    log(f"tree ready: recipe {key}, {summary['module_versions']} module versions")
     return 0
 
 

@@ -12,7 +12,9 @@ and reports per-step status and latency.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import http.client
 import io
 import json
 import ssl
@@ -93,12 +95,43 @@ def check_zip_layout(data, module, version):
     return None
 
 
-def fetch(url, timeout, headers=None, context=None, max_bytes=512 * 1024 * 1024):
-    """GET url. Returns (status, body bytes, latency_ms, error string or None)."""
+class _NamedHTTPSConnection(http.client.HTTPSConnection):
+    """Connects to the URL's address but speaks TLS as server_name: the name is sent as
+    SNI and the certificate is checked against it (an edge's certificate names the
+    mirror, not the address GeoDNS lists)."""
+
+    def __init__(self, host, *, server_name, **kwargs):
+        super().__init__(host, **kwargs)
+        self._server_name = server_name
+
+    def connect(self):
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self._server_name)
+
+
+class _NamedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, context, server_name):
+        super().__init__(context=context)
+        self._server_name = server_name
+
+    def https_open(self, req):
+        conn = functools.partial(_NamedHTTPSConnection, server_name=self._server_name)
+        return self.do_open(conn, req, context=self._context)
+
+
+def fetch(url, timeout, headers=None, context=None, max_bytes=512 * 1024 * 1024, server_name=None):
+    """GET url. Returns (status, body bytes, latency_ms, error string or None).
+    server_name: for https, the TLS name (SNI and certificate check) when the URL names
+    an address."""
     req = urllib.request.Request(url, headers=dict({"User-Agent": USER_AGENT}, **(headers or {})))
+    if server_name and url.startswith("https://"):
+        handler = _NamedHTTPSHandler(context or ssl.create_default_context(), server_name)
+        opener = urllib.request.build_opener(handler).open
+    else:
+        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context)).open
     start = time.monotonic()
     try:
-        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
+        with opener(req, timeout=timeout) as resp:
             body = resp.read(max_bytes + 1)
             status = resp.status
         err = None
@@ -163,12 +196,14 @@ def probe(
     ca_path=None,
     headers=None,
     sleep=time.sleep,
+    server_name=None,
 ):
     """Probe one GOPROXY.  Never raises for network problems; returns a dict:
 
     healthy (bool), failure_reason (str or None), steps (list of dicts: step, url,
     status, latency_ms, attempts, bytes, error), statuses {step: status},
     latency_ms {step: ms}, h1 (computed zip hash or None), total_ms.
+    server_name: the TLS name of an https base_url that names an address (see fetch).
     """
     if expected_h1 and not fetch_zip:
         fetch_zip = True
@@ -193,7 +228,9 @@ def probe(
         attempts = 0
         while True:
             attempts += 1
-            status, body, latency, err = fetch(urls[step], timeout, headers, ctx)
+            status, body, latency, err = fetch(
+                urls[step], timeout, headers, ctx, server_name=server_name
+            )
             problem = err
             if problem is None and status not in expected:
                 problem = "HTTP {} (expected {})".format(status, ",".join(str(s) for s in expected))

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import uuid
 
-from ansible.module_utils.gomirror_routing import (
+# Relative, so it resolves wherever this file is: ansible.module_utils.gomirror_routing
+# from the repository (module_utils=./plugins/module_utils) and in the geodns checker's
+# package shim on the DNS hosts, the collection's module_utils once installed.
+from .gomirror_routing import (
     MANAGED_TYPES,
     compute_changes,
     conflicts,

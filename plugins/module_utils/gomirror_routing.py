@@ -84,7 +84,7 @@ def parse_owner_txt(value):
     for part in value.split(","):
         if "=" not in part:
             return None
-        key, _, val = part.partition("=")
+        key, _eq, val = part.partition("=")
         fields[key.strip()] = val.strip()
     if fields.get("heritage") != HERITAGE:
         return None
@@ -705,3 +705,138 @@ def conflicts(wanted_names, current_by_name, owner_id, service):
 
 def short_hash(*parts):
     return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:12]
+
+
+# --------------------------------------------------------------------------- role inputs
+# What the geodns role takes besides the topology (zones, GeoIP networks), checked with the
+# same label and country rules as the topology itself. Errors name the role variable.
+GEODNS_REGION_KEYS = ("name", "endpoints", "countries", "subdivisions", "cidrs", "fallback")
+_GEODNS_VARIABLES = (
+    ("ttl", "geodns_ttl"),
+    ("default_region", "geodns_default_region"),
+    ("owner_id", "geodns_owner_id"),
+    ("service", "geodns_service"),
+)
+
+
+def is_dns_name(name):
+    """A host or zone name: labels of the topology's label rule, at most 253 characters."""
+    name = str(name or "").strip().lower().rstrip(".")
+    return 0 < len(name) <= 253 and all(_LABEL_RE.match(label) for label in name.split("."))
+
+
+def geodns_zone(zones, service):
+    """Validate geodns_zones; the zone geodns_service is in (the longest that contains it)."""
+    if not zones:
+        raise RoutingError("geodns_zones: at least one zone is required")
+    names = []
+    for z in zones:
+        if not isinstance(z, dict) or not z.get("name"):
+            raise RoutingError(f"geodns_zones: entry {z!r} has no name")
+        name = str(z["name"]).lower().rstrip(".")
+        if not is_dns_name(name):
+            raise RoutingError(f"geodns_zones: {z['name']!r} is not a DNS name")
+        if name in names:
+            raise RoutingError(f"geodns_zones: zone {name!r} is listed twice")
+        names.append(name)
+        nss = z.get("nameservers") or []
+        if not nss:
+            raise RoutingError(f"geodns_zones: zone {name!r} needs at least one nameserver")
+        for ns in nss:
+            if not isinstance(ns, dict) or not ns.get("name"):
+                raise RoutingError(f"geodns_zones: zone {name!r}: nameserver {ns!r} has no name")
+            if ns.get("address") is not None:
+                try:
+                    ipaddress.ip_address(str(ns["address"]))
+                except ValueError:
+                    raise RoutingError(
+                        f"geodns_zones: zone {name!r}: nameserver {ns['name']!r} address "
+                        f"{ns['address']!r} is not an IP address"
+                    ) from None
+        if not isinstance(z.get("records") or [], list):
+            raise RoutingError(f"geodns_zones: zone {name!r}: records must be a list of zone "
+                               "file lines")
+    svc = str(service or "").lower().rstrip(".")
+    if not svc:
+        raise RoutingError("geodns_service is required")
+    below = [n for n in names if svc.endswith("." + n)]
+    if not below:
+        raise RoutingError(
+            f"geodns_service {svc!r} is not a name below any zone of geodns_zones "
+            f"({', '.join(names)})"
+        )
+    return max(below, key=len)
+
+
+def geodns_geoip_networks(networks, source):
+    """Validate geodns_geoip_networks: CIDRs with ISO 3166-1 country codes, none overlapping."""
+    nets = []
+    for item in networks or []:
+        if not isinstance(item, dict) or "network" not in item or "country" not in item:
+            raise RoutingError(f"geodns_geoip_networks: entry {item!r} needs network and country")
+        try:
+            net = ipaddress.ip_network(str(item["network"]).strip(), strict=True)
+        except ValueError as exc:
+            raise RoutingError(
+                f"geodns_geoip_networks: {item['network']!r} is not a CIDR ({exc})"
+            ) from None
+        cc = str(item["country"]).strip().upper()
+        if not _COUNTRY_RE.match(cc):
+            raise RoutingError(f"geodns_geoip_networks: {item['country']!r} is not an ISO "
+                               "3166-1 alpha-2 code")
+        for other, occ in nets:
+            if other.version == net.version and other.overlaps(net):
+                raise RoutingError(f"geodns_geoip_networks: {net} ({cc}) overlaps {other} ({occ})")
+        nets.append((net, cc))
+    if source == "build" and not nets:
+        raise RoutingError("geodns_geoip_networks: geodns_geoip_source=build needs at least one "
+                           "network")
+    return [{"network": str(n), "country": c} for n, c in nets]
+
+
+def geodns_inputs(params):
+    """The geodns role's preflight: {zone, topology, geoip_networks, warnings}, or
+    RoutingError whose message starts with the role variable at fault."""
+    zone = geodns_zone(params.get("zones"), params.get("service"))
+    for reg in params.get("regions") or []:
+        if not isinstance(reg, dict):
+            raise RoutingError(f"geodns_regions: entry {reg!r} is not a dict")
+        unknown = sorted(set(reg) - set(GEODNS_REGION_KEYS))
+        if unknown:
+            raise RoutingError(
+                f"geodns_regions: region {reg.get('name')!r} has unknown keys {unknown} "
+                f"(known: {', '.join(sorted(GEODNS_REGION_KEYS))})"
+            )
+        if reg.get("subdivisions"):
+            raise RoutingError(
+                f"geodns_regions: region {reg.get('name')!r}: subdivisions need a City database; "
+                "this role renders country and CIDR ACLs only"
+            )
+    try:
+        topo = validate_topology(
+            {
+                "service": params.get("service"),
+                "zone": zone,
+                "ttl": params.get("ttl"),
+                "owner_id": params.get("owner_id"),
+                "default_region": params.get("default_region"),
+                "regions": params.get("regions"),
+                "health_check": {"enabled": False},
+            }
+        )
+    except RoutingError as exc:
+        message = str(exc)
+        variable = next(
+            (v for prefix, v in _GEODNS_VARIABLES if message.startswith(prefix)), "geodns_regions"
+        )
+        raise RoutingError(f"{variable}: {message}") from None
+    geoip = geodns_geoip_networks(params.get("geoip_networks"), params.get("geoip_source"))
+    warnings = []
+    if params.get("geoip_source") == "none":
+        for reg in topo["regions"]:
+            if reg["countries"] and not reg["cidrs"] and reg["name"] != topo["default_region"]:
+                warnings.append(
+                    f"region {reg['name']!r} lists countries but geodns_geoip_source is none: "
+                    "only its TSIG key selects its view"
+                )
+    return {"zone": zone, "topology": topo, "geoip_networks": geoip, "warnings": warnings}

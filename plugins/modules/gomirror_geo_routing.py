@@ -337,19 +337,35 @@ diff:
       type: str
 """
 
-from ansible.module_utils import gomirror_rfc2136 as r2136  # noqa: E402
-from ansible.module_utils import gomirror_route53 as r53  # noqa: E402
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
-from ansible.module_utils.gomirror_routing import (  # noqa: E402
-    RoutingError,
-    desired_health_checks,
-    desired_route53,
-    diff_text,
-    record_text,
-    routing_summary,
-    validate_topology,
-    validate_tsig_secret,
-)
+
+# Run from the repository (module_utils=./plugins/module_utils) the shared code is
+# ansible.module_utils.*; installed as the collection gomirror.network it is the
+# collection's module_utils. The repository's copy is tried first so that a copy of the
+# collection installed elsewhere (ansible-lint installs one) never shadows the tree.
+try:
+    from ansible.module_utils import gomirror_rfc2136 as r2136
+    from ansible.module_utils import gomirror_route53 as r53
+    from ansible.module_utils import gomirror_routing as _routing
+except ImportError:
+    from ansible_collections.gomirror.network.plugins.module_utils import (
+        gomirror_rfc2136 as r2136,
+    )
+    from ansible_collections.gomirror.network.plugins.module_utils import (
+        gomirror_route53 as r53,
+    )
+    from ansible_collections.gomirror.network.plugins.module_utils import (
+        gomirror_routing as _routing,
+    )
+
+RoutingError = _routing.RoutingError
+desired_health_checks = _routing.desired_health_checks
+desired_route53 = _routing.desired_route53
+diff_text = _routing.diff_text
+record_text = _routing.record_text
+routing_summary = _routing.routing_summary
+validate_topology = _routing.validate_topology
+validate_tsig_secret = _routing.validate_tsig_secret
 
 
 def argument_spec():
@@ -458,6 +474,7 @@ def main():
     if provider == "rfc2136" and not (p["rfc2136"] or {}).get("server"):
         module.fail_json(msg="rfc2136.server is required when provider=rfc2136")
 
+    routing = None  # only state=present has a routing summary
     try:
         topo = validate_topology(p) if p["state"] == "present" else _absent_topology(p)
         if provider == "rfc2136":

@@ -134,7 +134,15 @@ total_ms:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.gomirror_probe import probe  # noqa: E402
+
+# Run from the repository (module_utils=./plugins/module_utils) the shared code is
+# ansible.module_utils.*; installed as the collection gomirror.network it is the
+# collection's module_utils. The repository's copy is tried first so that a copy of the
+# collection installed elsewhere (ansible-lint installs one) never shadows the tree.
+try:
+    from ansible.module_utils.gomirror_probe import probe
+except ImportError:
+    from ansible_collections.gomirror.network.plugins.module_utils.gomirror_probe import probe
 
 
 def main():

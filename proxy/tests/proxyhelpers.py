@@ -136,12 +136,20 @@ def proxy_cmd() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "gomirror_proxy.cli"]
 
 
+def paused_after_cmd(ext: str, seconds: float) -> list[str]:
+    """A node command whose store pauses `seconds` after installing each version's `ext`
+    file (zip, mod, info): faults are injected from the test side (faultnode.py), never
+    through production code."""
+    return [sys.executable, str(Path(__file__).with_name("faultnode.py")), ext, str(seconds)]
+
+
 class Node:
     """A gomirror-proxy serve subprocess on an ephemeral loopback port."""
 
     def __init__(self, tmp: Path, upstream: str | None = None, store: Path | None = None,
                  extra: dict | None = None, tables: dict | None = None, env: dict | None = None,
-                 wrap: list[str] | None = None, name: str = "node"):
+                 wrap: list[str] | None = None, name: str = "node",
+                 cmd: list[str] | None = None):
         self.dir = tmp / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.store = store or (self.dir / "store")
@@ -164,7 +172,7 @@ class Node:
         e = dict(os.environ)
         e.update(env or {})
         self.proc = subprocess.Popen(
-            [*(wrap or []), *proxy_cmd(), "serve", "-c", str(self.config)],
+            [*(wrap or []), *(cmd or proxy_cmd()), "serve", "-c", str(self.config)],
             stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, env=e,  # noqa: SIM115
             start_new_session=True,  # a wrapper (with-lab-hosts) is not the node: signal the group
         )
@@ -192,14 +200,20 @@ class Node:
                 out.append(json.loads(line))
         return out
 
-    def metric(self, name: str, **labels) -> float:
+    def metric(self, name: str, absent: float | None = None, **labels) -> float:
+        """The value of one series. A metric name the node does not export always fails
+        (a typo must not read as 0); a series not seen yet fails unless `absent` gives
+        the value that means "never happened"."""
         body = self.get("/metrics")[2].decode()
+        family = name.removesuffix("_count").removesuffix("_sum").removesuffix("_bucket")
+        assert f"# TYPE {family} " in body, f"{family} is not exported:\n{body}"
         want = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
                        if labels else "")
         for line in body.splitlines():
             if line.startswith(want + " "):
                 return float(line.split()[-1])
-        return 0.0
+        assert absent is not None, f"no series {want} in /metrics:\n{body}"
+        return absent
 
     def stop(self, sig=signal.SIGTERM, timeout=30) -> int:
         if self.proc.poll() is None:

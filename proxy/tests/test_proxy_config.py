@@ -49,6 +49,27 @@ BAD = [
     ({"SumDBUpstreams": {"sum.example.org": "https://x"}}, None,
      "SumDBUpstreams.sum.example.org", "not listed in SumDBs"),
     ({"LogLevel": "loud"}, None, "LogLevel", "allowed: debug, info, warning, error"),
+    # anything that would switch checksum verification off for some modules is refused:
+    # NoSumPatterns / PrivatePatterns are the one, visible way to exempt modules
+    ({"GoBinaryEnvVars": ["GOSUMDB=off"]}, None, "GoBinaryEnvVars",
+     "GOSUMDB would change which modules are checked against the checksum database"),
+    ({"GoBinaryEnvVars": ["GONOSUMDB=github.com"]}, None, "GoBinaryEnvVars",
+     "GONOSUMDB would change which modules"),
+    ({"GoBinaryEnvVars": ["GONOSUMCHECK=1"]}, None, "GoBinaryEnvVars",
+     "GONOSUMCHECK would change which modules"),
+    ({"GoBinaryEnvVars": ["GOINSECURE=*"]}, None, "GoBinaryEnvVars",
+     "GOINSECURE would change which modules"),
+    ({"GoBinaryEnvVars": ["GOPRIVATE=github.com/*"]}, None, "GoBinaryEnvVars",
+     "exempt modules with NoSumPatterns, private ones with PrivatePatterns"),
+    ({"GoBinaryEnvVars": ["GOFLAGS=-insecure"]}, None, "GoBinaryEnvVars",
+     "GOFLAGS is set by the fetcher itself"),
+    ({"GoBinaryEnvVars": ["GOPROXY="]}, None, "GoBinaryEnvVars", "GOPROXY is empty"),
+    ({"NotFoundCacheSeconds": -1}, None, "NotFoundCacheSeconds",
+     "-1 is out of range (allowed: 0..86400)"),
+    ({"SumDBVerifierKeys": {"sum.golang.org": "sum.golang.org+033de0ae+AAAA"}}, None,
+     "SumDBVerifierKeys.sum.golang.org", "want 0x01 (Ed25519) and 32 key bytes"),
+    ({"SumDBVerifierKeys": {"sum.example.org": "x"}}, None,
+     "SumDBVerifierKeys.sum.example.org", "not listed in SumDBs"),
 ]
 
 

@@ -120,9 +120,10 @@ def test_protocol_answers_and_headers(filled):
     assert st == 200 and json.loads(body)["Version"] == "v3.2.0+incompatible"
     st, h, _ = node.get("/github.com/gin-gonic/gin/@v/v0.0.1.info")
     assert st == 404 and h["Cache-Control"] == "public, max-age=10"
-    st, h, body = node.get("/github.com/go-playground/validator/v10/@v/v10.14.0.zip",
-                           method="HEAD")
+    zip_rel = "github.com/go-playground/validator/v10/@v/v10.14.0.zip"
+    st, h, body = node.get("/" + zip_rel, method="HEAD")
     assert st == 200 and h["Content-Type"] == "application/zip"
+    assert body == b"" and int(h["Content-Length"]) == (ORIGIN_TREE / zip_rel).stat().st_size
     # operations
     assert node.get("/healthz")[0] == 200
     st, _, body = node.get("/readyz")

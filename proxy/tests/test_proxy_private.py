@@ -4,18 +4,21 @@
 # ruff: noqa: F401, F811
 
 import json
+import subprocess
 
 import pytest
 
 from proxyhelpers import (
     CA,
     GIT_LOG,
+    GO,
     NETRC,
     ORIGIN,
     ORIGIN_LOG,
     WITH_LAB_HOSTS,
     LogTail,
     go_download_all,
+    go_env,
     lab_git,
     nodes,
     origin,
@@ -77,6 +80,41 @@ def test_private_modules_via_git_with_credentials(nodes):
     assert (node.store / "git.internal.example/platform/corelib/@v/v1.2.0.zip").exists()
 
 
+def private_node(nodes):
+    return nodes(
+        wrap=[str(WITH_LAB_HOSTS)],
+        extra={
+            "PrivatePatterns": ["git.internal.example"],
+            "NETRCPath": str(NETRC),
+            "GoBinaryEnvVars": [f"GOPROXY={ORIGIN}", f"GIT_SSL_CAINFO={CA}",
+                                f"SSL_CERT_FILE={CA}"],
+        },
+    )
+
+
+def test_private_branch_query_and_retracted_versions_via_git(nodes, tmp_path):
+    """Queries and lists of a private module are answered by the go command from git:
+    a branch resolves to its pseudo-version, a retracted tag stays listed."""
+    node = private_node(nodes)
+    feature = "git.internal.example/platform/feature"
+    pseudo = "v1.2.1-0.20240304120000-3d16c76450ac"  # branch `next` (fixed commit and date)
+    st, h, body = node.get(f"/{feature}/@v/next.info")
+    assert st == 200, body
+    assert json.loads(body)["Version"] == pseudo
+    assert h["Cache-Control"] == "public, max-age=2"
+    st, _, body = node.get(f"/{feature}/@v/list")
+    assert st == 200 and body.decode().split() == ["v1.0.0", "v1.1.0", "v1.2.0"]  # v1.1.0 retracted
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "go.mod").write_text("module example.com/featclient\n\ngo 1.21\n")
+    r = subprocess.run([GO, "get", f"{feature}@next"], cwd=proj, capture_output=True, text=True,
+                       env=go_env(tmp_path, node.url, GONOSUMDB="git.internal.example"),
+                       timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert f"{feature} {pseudo}" in (proj / "go.mod").read_text()
+    assert not (node.store / feature / "@v/next.info").exists()
+
+
 def test_private_module_without_credentials_fails_cleanly(nodes):
     node = nodes(
         wrap=[str(WITH_LAB_HOSTS)],
@@ -89,7 +127,8 @@ def test_private_module_without_credentials_fails_cleanly(nodes):
     )
     origin_tail = LogTail(ORIGIN_LOG)
     st, _, body = node.get("/git.internal.example/platform/corelib/@v/v1.0.0.info")
-    assert st in (404, 502), body
+    # git cannot read the repository: "cannot be fetched here", so a chain falls through
+    assert st == 404 and b"git ls-remote" in body, body
     assert not [line for line in origin_tail.lines() if "git.internal.example" in line]
 
 

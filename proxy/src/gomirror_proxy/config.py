@@ -14,9 +14,14 @@ import tomllib
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from . import chain
+from .verify.note import Verifier
+
 DEFAULT_GOPROXY = "https://goproxy.cn,https://mirrors.aliyun.com/goproxy/,direct"
 DEFAULT_SUMDB = "sum.golang.org"
 DEFAULT_SUMDB_UPSTREAM = "https://goproxy.cn/sumdb/sum.golang.org"
+# The public key of sum.golang.org (what the go command has built in).
+DEFAULT_SUMDB_KEY = "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8"
 
 DOWNLOAD_MODES = ("sync", "async", "redirect", "async_redirect", "none")
 NETWORK_MODES = ("strict", "offline", "fallback")
@@ -24,7 +29,11 @@ STORAGE_TYPES = ("disk", "s3")
 GO_ENVS = ("development", "production")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # The fetcher owns these: a private module cache per fetch, no toolchain switching.
-RESERVED_GO_ENV = ("GOMODCACHE", "GOTOOLCHAIN", "GOFLAGS", "GOPRIVATE", "GONOSUMDB")
+RESERVED_GO_ENV = ("GOMODCACHE", "GOTOOLCHAIN", "GOFLAGS")
+# These switch checksum verification off or route modules around it: NoSumPatterns /
+# PrivatePatterns are the one way to exempt modules, so the exemption is visible.
+UNSAFE_GO_ENV = ("GOSUMDB", "GONOSUMDB", "GONOSUMCHECK", "GONOSUMCHECKS", "GOINSECURE",
+                 "GOPRIVATE", "GONOPROXY", "GOVCS")
 
 
 class ConfigError(ValueError):
@@ -66,6 +75,8 @@ class Config:
     timeout: int = 300
     storage_type: str = "disk"
     disk_root: str = ""
+    disk_max_bytes: int = 0  # 0: unbounded
+    disk_evict_to_percent: int = 90
     s3: S3Config = field(default_factory=S3Config)
     network_mode: str = "strict"
     download_mode: str = "sync"
@@ -86,6 +97,9 @@ class Config:
     max_zip_size: int = 500 << 20
     list_cache_seconds: int = 60
     lock_ttl: int = 0  # 0: Timeout + 60
+    not_found_cache_seconds: int = 60
+    not_found_cache_entries: int = 10000
+    sumdb_verifier_keys: dict[str, str] = field(default_factory=dict)
 
     @property
     def goproxy(self) -> str:
@@ -93,12 +107,7 @@ class Config:
 
     def upstream_urls(self) -> list[str]:
         """The HTTP(S) proxies of the GOPROXY chain, in order (no 'direct'/'off')."""
-        out = []
-        for part in self.goproxy.replace("|", ",").split(","):
-            part = part.strip()
-            if part and part not in ("direct", "off"):
-                out.append(part.rstrip("/"))
-        return out
+        return chain.proxy_urls(self.goproxy)
 
 
 def _glob_ok(p: str) -> bool:
@@ -161,8 +170,10 @@ TOP_KEYS = {
     "DownloadURL", "DownloadRules", "ExcludePatterns", "PrivatePatterns", "NoSumPatterns",
     "SumDBs", "SumDBUpstreams", "NETRCPath", "BasicAuthUser", "BasicAuthPass",
     "TLSCertFile", "TLSKeyFile", "LogLevel", "ShutdownTimeout", "MaxZipSize",
-    "ListCacheSeconds", "LockTTL", "Storage",
+    "ListCacheSeconds", "LockTTL", "Storage", "NotFoundCacheSeconds", "NotFoundCacheEntries",
+    "SumDBVerifierKeys",
 }
+DISK_KEYS = {"RootPath", "MaxBytes", "EvictToPercent"}
 S3_KEYS = {
     "Region", "Key", "Secret", "Token", "Bucket", "Endpoint", "ForcePathStyle",
     "UseDefaultConfiguration", "Prefix",
@@ -203,14 +214,24 @@ def parse(data: dict, *, check_paths: bool = True) -> Config:
                 f"{k} is set by the fetcher itself (reserved: {', '.join(RESERVED_GO_ENV)};"
                 " use PrivatePatterns / NoSumPatterns)",
             )
+        if k in UNSAFE_GO_ENV:
+            raise ConfigError(
+                "GoBinaryEnvVars",
+                f"{k} would change which modules are checked against the checksum database"
+                f" (refused: {', '.join(UNSAFE_GO_ENV)}); exempt modules with NoSumPatterns,"
+                " private ones with PrivatePatterns",
+            )
         env[k] = v
     c.go_binary_env_vars = env
     gp = env.get("GOPROXY", DEFAULT_GOPROXY)
-    for part in gp.replace("|", ",").split(","):
-        part = part.strip()
-        if part in ("direct", "off"):
-            continue
-        _url("GoBinaryEnvVars", part, ("http", "https", "file"))
+    hops = chain.parse(gp)
+    if not hops:
+        raise ConfigError("GoBinaryEnvVars", "GOPROXY is empty (e.g. \"https://goproxy.cn,direct\")")
+    for hop in hops:
+        if hop.kind == "proxy":
+            _url("GoBinaryEnvVars", hop.url, ("http", "https", "file"))
+        elif hop.kind == "file" and not hop.url.startswith("/"):
+            raise ConfigError("GoBinaryEnvVars", f"GOPROXY file://{hop.url} needs an absolute path")
 
     c.go_get_workers = _positive("GoGetWorkers", _typed(data, "GoGetWorkers", int, 4), 1, 256)
     c.protocol_workers = _positive(
@@ -225,6 +246,12 @@ def parse(data: dict, *, check_paths: bool = True) -> Config:
         "ListCacheSeconds", _typed(data, "ListCacheSeconds", int, 60), 0, 86400
     )
     c.lock_ttl = _positive("LockTTL", _typed(data, "LockTTL", int, 0), 0)
+    c.not_found_cache_seconds = _positive(
+        "NotFoundCacheSeconds", _typed(data, "NotFoundCacheSeconds", int, 60), 0, 86400
+    )
+    c.not_found_cache_entries = _positive(
+        "NotFoundCacheEntries", _typed(data, "NotFoundCacheEntries", int, 10000), 0, 10_000_000
+    )
     c.go_get_dir = _typed(data, "GoGetDir", str, "")
     c.log_level = _choice("LogLevel", _typed(data, "LogLevel", str, "info").lower(), LOG_LEVELS)
 
@@ -241,8 +268,9 @@ def parse(data: dict, *, check_paths: bool = True) -> Config:
     s3 = storage.get("S3", {})
     if c.storage_type == "disk":
         for k in disk:
-            if k != "RootPath":
-                raise ConfigError(f"Storage.Disk.{k}", "unknown key (allowed: RootPath)")
+            if k not in DISK_KEYS:
+                raise ConfigError(f"Storage.Disk.{k}",
+                                  "unknown key (allowed: " + ", ".join(sorted(DISK_KEYS)) + ")")
         root = _typed(disk, "RootPath", str, "", "Storage.Disk.")
         if not root:
             raise ConfigError("Storage.Disk.RootPath", "required when StorageType = \"disk\"")
@@ -251,6 +279,13 @@ def parse(data: dict, *, check_paths: bool = True) -> Config:
         if check_paths and os.path.exists(root) and not os.path.isdir(root):
             raise ConfigError("Storage.Disk.RootPath", f"{root!r} exists and is not a directory")
         c.disk_root = root
+        c.disk_max_bytes = _positive(
+            "Storage.Disk.MaxBytes", _typed(disk, "MaxBytes", int, 0, "Storage.Disk."), 0
+        )
+        c.disk_evict_to_percent = _positive(
+            "Storage.Disk.EvictToPercent",
+            _typed(disk, "EvictToPercent", int, 90, "Storage.Disk."), 1, 99,
+        )
     else:
         for k in s3:
             if k not in S3_KEYS:
@@ -346,6 +381,26 @@ def parse(data: dict, *, check_paths: bool = True) -> Config:
     for name in ups_tbl:
         if name not in names:
             raise ConfigError(f"SumDBUpstreams.{name}", "not listed in SumDBs")
+    keys_tbl = data.get("SumDBVerifierKeys", {})
+    if not isinstance(keys_tbl, dict):
+        raise ConfigError("SumDBVerifierKeys", "must be a table: name = \"verifier key\"")
+    c.sumdb_verifier_keys = {}
+    for name in names:
+        key = keys_tbl.get(name, DEFAULT_SUMDB_KEY if name == DEFAULT_SUMDB else "")
+        if not key:
+            continue  # served, not verified: tiles and lookups are then never persisted
+        where = f"SumDBVerifierKeys.{name}"
+        if not isinstance(key, str):
+            raise ConfigError(where, "must be a verifier key string")
+        try:
+            if Verifier.parse(key).name != name:
+                raise ValueError(f"the key is not for {name}")
+        except ValueError as e:
+            raise ConfigError(where, f"{e} (want \"{name}+<hash>+<base64 key>\")") from None
+        c.sumdb_verifier_keys[name] = key
+    for name in keys_tbl:
+        if name not in names:
+            raise ConfigError(f"SumDBVerifierKeys.{name}", "not listed in SumDBs")
 
     c.netrc_path = _typed(data, "NETRCPath", str, "")
     if c.netrc_path and check_paths and not os.path.isfile(c.netrc_path):

@@ -44,6 +44,10 @@ class Gauge(Counter):
     def dec(self, *labels) -> None:
         self.inc(*labels, amount=-1)
 
+    def set(self, value: float, *labels) -> None:
+        with self.lock:
+            self.values[labels] = value
+
 
 class Histogram:
     def __init__(self, name, help_):
@@ -97,9 +101,38 @@ class Metrics:
             ("result",),
         )
 
+        self.go_runs = Counter(
+            "gomirror_proxy_go_runs_total", "go command runs by subcommand", ("command",)
+        )
+        self.upstream = Counter(
+            "gomirror_proxy_upstream_requests_total",
+            "HTTP requests to the GOPROXY chain's proxies by upstream and result",
+            ("upstream", "result"),
+        )
+        self.not_found_hits = Counter(
+            "gomirror_proxy_not_found_cache_hits_total",
+            "Misses answered from the not-found memory (no upstream work)",
+        )
+        self.verification_failures = Counter(
+            "gomirror_proxy_verification_failures_total",
+            "Upstream data refused by checksum-database verification, by kind", ("kind",),
+        )
+        # The disk store's size bound ([Storage.Disk] MaxBytes); tracked only when set.
+        self.store_bytes = Gauge(
+            "gomirror_proxy_store_bytes", "Bytes of module version files in the store"
+        )
+        self.store_evictions = Counter(
+            "gomirror_proxy_store_evictions_total", "Versions evicted by the store's size bound"
+        )
+        self.store_evicted_bytes = Counter(
+            "gomirror_proxy_store_evicted_bytes_total", "Bytes evicted by the store's size bound"
+        )
+
     def render(self) -> str:
         lines = []
         for m in (self.requests, self.store, self.fetches, self.fetch_seconds, self.inflight,
-                  self.bytes, self.sumdb):
+                  self.bytes, self.sumdb, self.go_runs, self.upstream, self.not_found_hits,
+                  self.verification_failures, self.store_bytes, self.store_evictions,
+                  self.store_evicted_bytes):
             lines.extend(m.render())
         return "\n".join(lines) + "\n"

@@ -138,6 +138,9 @@ class Checker:
             retries=0,
             validate_certs=bool(p.get("validate_certs", True)),
             headers=headers,
+            # The endpoint is an address; TLS speaks the probe name (SNI and the
+            # certificate check), the name the edge's certificate covers.
+            server_name=p.get("host") if p["scheme"] == "https" else None,
         )
 
     def round(self):

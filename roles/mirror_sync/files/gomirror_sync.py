@@ -128,7 +128,7 @@ def check_config(cfg: dict) -> list[str]:
 def source_url(cfg: dict) -> str:
     src = str(cfg["source"])
     user = cfg.get("user") or ""
-    if user and "@" not in src.split("::")[0].replace("rsync://", ""):
+    if user and "@" not in src.split("::", maxsplit=1)[0].replace("rsync://", ""):
         src = src.replace("rsync://", f"rsync://{user}@", 1) if src.startswith("rsync://") \
             else f"{user}@{src}"
     return src.rstrip("/") + "/"
@@ -171,7 +171,7 @@ class Run:
         log(self.job, f"{what}: {' '.join(a for a in args if 'password' not in a)}")
         self.child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                       text=True, errors="replace")
-        out, _ = self.child.communicate()
+        out = self.child.communicate()[0]
         code = self.child.returncode
         self.child = None
         for line in out.splitlines():

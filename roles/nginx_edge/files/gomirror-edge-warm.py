@@ -26,7 +26,7 @@ def escape(path: str) -> str:
 def targets(modules, gosum_text):
     wanted = {}
     for item in modules:
-        mod, _, ver = item.partition("@")
+        mod, _at, ver = item.partition("@")
         if mod and ver:
             wanted[(mod, ver)] = ("info", "mod", "zip")
     for line in gosum_text.splitlines():

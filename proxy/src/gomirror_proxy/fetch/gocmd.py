@@ -1,4 +1,5 @@
-"""Fetch on miss with the real go command, as Athens does.
+"""The go command as a fetcher: `direct` (VCS) and private modules, and whole versions
+whose zip the go command verifies against the checksum database, as Athens does.
 
 `go mod download -json module@version` runs in a private, temporary GOMODCACHE with
 GOPROXY = the configured upstream chain, GOPRIVATE for private prefixes (so they go
@@ -19,27 +20,9 @@ import signal
 import tempfile
 import time
 
-from .config import Config, match_glob
-
-
-class FetchError(Exception):
-    def __init__(self, status: int, msg: str):
-        super().__init__(msg)
-        self.status = status
-
-
-def classify(err: str) -> int:
-    e = err.lower()
-    if "zip too large" in e:
-        return 404
-    for m in ("404 not found", "410 gone", "unknown revision", "invalid version",
-              "no matching versions", "not found", "invalid pseudo-version",
-              "malformed", "unrecognized import path"):
-        if m in e:
-            return 404
-    if "timeout" in e or "deadline" in e or "timed out" in e:
-        return 504
-    return 502
+from ..config import Config, match_glob
+from ..redact import redact
+from .errors import FetchError, classify
 
 
 def _rmtree(p: str) -> None:
@@ -63,6 +46,20 @@ def _die_with_parent() -> None:
     Runs between fork and exec: no imports, no allocation-heavy work."""
     if _LIBC is not None:
         _LIBC.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+WATCH_INTERVAL = 0.1  # seconds between looks at the size of what go is downloading
+
+
+def _largest_file(root: str) -> int:
+    """The size of the largest file under root (the go command's download directory;
+    the shared sumdb cache is a symlink and not followed)."""
+    largest = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            with contextlib.suppress(OSError):
+                largest = max(largest, os.lstat(os.path.join(dirpath, name)).st_size)
+    return largest
 
 
 def _cleanup_dead_workdirs(base: str) -> None:
@@ -145,7 +142,10 @@ class GoRunner:
     def is_private(self, module: str) -> bool:
         return match_glob(self.cfg.private_patterns, module)
 
-    async def run(self, args: list[str], tmp: str, timeout: float) -> tuple[int, bytes, bytes]:
+    async def run(self, args: list[str], tmp: str, timeout: float,
+                  max_file: int = 0) -> tuple[int, bytes, bytes]:
+        """Run go; with max_file, the process group is killed as soon as a file it is
+        downloading grows past max_file bytes (FetchError 404 "zip too large")."""
         modcache = os.path.join(tmp, "modcache")
         # Each fetch has its own module cache, but the checksum database's tiles and
         # lookups are shared: without this every `go` run would fetch the same tiles again
@@ -160,6 +160,19 @@ class GoRunner:
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, start_new_session=True, preexec_fn=_die_with_parent,
         )
+        too_large: list[int] = []
+
+        async def watch_downloads():
+            while True:
+                await asyncio.sleep(WATCH_INTERVAL)
+                size = await asyncio.to_thread(_largest_file, download)
+                if size > max_file:
+                    too_large.append(size)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    return
+
+        watcher = asyncio.ensure_future(watch_downloads()) if max_file else None
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout)
         except (TimeoutError, asyncio.CancelledError):
@@ -167,6 +180,12 @@ class GoRunner:
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
             raise
+        finally:
+            if watcher:
+                watcher.cancel()
+        if too_large:
+            raise FetchError(404, f"zip too large: more than {max_file} bytes (MaxZipSize),"
+                                  " download stopped")
         return proc.returncode or 0, out, err
 
     @contextlib.asynccontextmanager
@@ -182,11 +201,13 @@ class GoRunner:
         async with self.sem:
             t0 = time.monotonic()
             if self.metrics:
+                self.metrics.go_runs.inc("mod download")
                 self.metrics.inflight.inc()
             try:
                 try:
                     rc, out, err = await self.run(
-                        ["mod", "download", "-json", f"{module}@{version}"], tmp, self.cfg.timeout
+                        ["mod", "download", "-json", f"{module}@{version}"], tmp,
+                        self.cfg.timeout, max_file=self.cfg.max_zip_size,
                     )
                 except TimeoutError:
                     raise FetchError(504, f"fetch of {module}@{version} timed out") from None
@@ -200,32 +221,65 @@ class GoRunner:
             info = {}
         if rc != 0 or info.get("Error") or not info.get("Zip"):
             msg = info.get("Error") or err.decode(errors="replace").strip() or f"go exited {rc}"
-            raise FetchError(classify(msg), msg)
+            raise FetchError(classify(msg), redact(msg))
         size = os.path.getsize(info["Zip"])
         if size > self.cfg.max_zip_size:
             raise FetchError(404, f"zip too large: {size} bytes > MaxZipSize")
         return info
 
-    async def list_versions(self, module: str) -> tuple[list[str], dict | None]:
-        """Upstream's versions and @latest info via `go list -m -versions -json m@latest`."""
-        async with self.tempdir() as tmp:
+    async def go_json(self, args: list[str], what: str, timeout: float,
+                      read_key: str = "") -> dict:
+        """Run one go command that prints a JSON object, bounded by GoGetWorkers; with
+        read_key, the file that field names is read (as bytes under "_bytes") before the
+        temporary module cache goes."""
+        async with self.sem, self.tempdir() as tmp:
+            if self.metrics:
+                self.metrics.go_runs.inc(" ".join(args[:2]))
+                self.metrics.inflight.inc()
             try:
-                rc, out, err = await self.run(
-                    ["list", "-m", "-versions", "-json", f"{module}@latest"], tmp,
-                    min(self.cfg.timeout, 60),
-                )
+                rc, out, err = await self.run(args, tmp, timeout)
             except TimeoutError:
-                raise FetchError(504, "upstream list timed out") from None
-        try:
-            data = json.loads(out.decode() or "{}")
-        except ValueError:
-            data = {}
-        if rc != 0 or data.get("Error") or not data.get("Version"):
-            msg = (data.get("Error") or {}).get("Err") if isinstance(data.get("Error"), dict) \
-                else data.get("Error")
-            msg = msg or err.decode(errors="replace").strip() or f"go exited {rc}"
-            raise FetchError(classify(msg), msg)
-        latest = {"Version": data["Version"]}
+                raise FetchError(504, f"{what} timed out") from None
+            finally:
+                if self.metrics:
+                    self.metrics.inflight.dec()
+            try:
+                data = json.loads(out.decode() or "{}")
+            except ValueError:
+                data = {}
+            e = data.get("Error")
+            if rc != 0 or e:
+                msg = (e.get("Err") if isinstance(e, dict) else e) or \
+                    err.decode(errors="replace").strip() or f"go exited {rc}"
+                raise FetchError(classify(msg), redact(msg))
+            if read_key and data.get(read_key):
+                with open(data[read_key], "rb") as f:
+                    data["_bytes"] = f.read()
+        return data
+
+    async def gomod(self, module: str, version: str) -> bytes:
+        """A go.mod alone, as the go command fetched and verified it (`go list -m` checks
+        it against the checksum database unless the module is NoSum/private)."""
+        data = await self.go_json(["list", "-m", "-json", f"{module}@{version}"],
+                                  f"go.mod of {module}@{version}", min(self.cfg.timeout, 120),
+                                  read_key="GoMod")
+        if data.get("Version") != version or "_bytes" not in data:
+            raise FetchError(404, f"not found: {module}@{version}: no go.mod")
+        return data["_bytes"]
+
+    async def list_versions(self, module: str) -> list[str]:
+        """The module's versions, retracted ones included (`go list -m -versions -retracted`)."""
+        data = await self.go_json(["list", "-m", "-versions", "-retracted", "-json", module],
+                                  f"list of {module}", min(self.cfg.timeout, 60))
+        return list(data.get("Versions") or [])
+
+    async def query(self, module: str, query: str) -> dict:
+        """The .info of what module@query resolves to (`latest`, a branch, a commit, v1.2)."""
+        data = await self.go_json(["list", "-m", "-json", f"{module}@{query}"],
+                                  f"{module}@{query}", min(self.cfg.timeout, 120))
+        if not data.get("Version"):
+            raise FetchError(404, f"{module}@{query}: no version")
+        info = {"Version": data["Version"]}
         if data.get("Time"):
-            latest["Time"] = data["Time"]
-        return list(data.get("Versions") or []), latest
+            info["Time"] = data["Time"]
+        return info

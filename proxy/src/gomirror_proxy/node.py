@@ -1,0 +1,260 @@
+"""Orchestration: what the node does on a miss. Policy (DownloadRules, ExcludePatterns,
+NetworkMode), single flight per version, the ProtocolWorkers bound, background fetches,
+upstream lists and queries, the not-found memory. HTTP lives in handler.py, fetching in
+fetch/, storage in storage.py."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+
+from . import modpath
+from .config import Config, match_glob
+from .errors import HTTPError
+from .fetch import Fetcher, FetchError
+from .metrics import Metrics
+from .storage import LockBusyError, Store, version_key
+from .sumdbproxy import SumDBProxy
+from .ttlcache import TTLCache
+
+log = logging.getLogger("gomirror_proxy")
+
+LIST_MEMORY = 10000  # upstream lists / query answers held in memory
+
+
+class Node:
+    def __init__(self, cfg: Config, store: Store):
+        self.cfg = cfg
+        self.store = store
+        self.metrics = Metrics()
+        store.bind_metrics(self.metrics)
+        self.fetcher = Fetcher(cfg, self.metrics)
+        self.sumdb = SumDBProxy(cfg, store, self.metrics)
+        self.inflight: dict[tuple[str, str], asyncio.Future] = {}
+        self.answers = TTLCache(LIST_MEMORY)  # upstream lists, @latest, query answers
+        self.not_found = TTLCache(cfg.not_found_cache_entries)
+        self.proto_sem = asyncio.Semaphore(cfg.protocol_workers)
+        self.bg: set[asyncio.Task] = set()
+        self.shutting_down = False
+
+    # --- lifecycle ----------------------------------------------------------------
+    async def startup(self, _app=None):
+        # A replica of the store is then usable with GOPROXY=file:// and the default GOSUMDB.
+        for name in self.cfg.sumdbs:
+            key = f"sumdb/{name}/supported"
+            with contextlib.suppress(Exception):
+                if await self.store.stat(key) is None:
+                    await self.store.write(key, b"")
+        await self.fetcher.start()
+        await self.sumdb.start(self.fetcher.http.session)
+
+    async def cleanup(self, _app=None):
+        for t in list(self.bg):
+            t.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*self.bg, return_exceptions=True)
+        await self.fetcher.close()
+
+    # --- policy -------------------------------------------------------------------
+    def download_rule(self, module: str) -> tuple[str, str]:
+        mode, url = self.cfg.download_mode, self.cfg.download_url
+        for r in self.cfg.download_rules:
+            if match_glob([r.pattern], module):
+                mode, url = r.mode, r.download_url
+                break
+        if mode in ("redirect", "async_redirect") and self.fetcher.is_private(module):
+            # never hand a private module path to a (public) redirect target
+            mode = "sync" if mode == "redirect" else "async"
+        return mode, url
+
+    def excluded(self, module: str) -> bool:
+        return match_glob(self.cfg.exclude_patterns, module)
+
+    def no_sum(self, module: str) -> bool:
+        return match_glob(self.cfg.no_sum_patterns + self.cfg.private_patterns, module)
+
+    def uses_upstream(self, module: str) -> bool:
+        return self.cfg.network_mode != "offline" and self.download_rule(module)[0] != "none"
+
+    # --- single flight ---------------------------------------------------------------
+    async def single_flight(self, key, start):
+        """Run start() once for every concurrent caller with this key, holding one
+        ProtocolWorkers slot for the work (not one per waiter), and give each caller its
+        result (shielded: a caller going away cancels nobody else's) or a 504 after
+        Timeout."""
+        fut = self.inflight.get(key)
+        if fut is None:
+            async def run():
+                async with self.proto_sem:
+                    return await start()
+
+            fut = asyncio.ensure_future(run())
+            self.inflight[key] = fut
+            fut.add_done_callback(lambda _f: self.inflight.pop(key, None))
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), self.cfg.timeout + 30)
+        except TimeoutError:
+            raise FetchError(504, "the fetch is still running; retry later") from None
+
+    def _remembered(self, key):
+        err = self.not_found.get(key)
+        if err is not None:
+            self.metrics.not_found_hits.inc()
+            raise FetchError(*err)
+
+    def _remember(self, key, e: FetchError) -> None:
+        if e.status in (404, 410):
+            self.not_found.put(key, (e.status, str(e)), self.cfg.not_found_cache_seconds)
+
+    # --- versions -----------------------------------------------------------------------
+    async def ensure_version(self, module: str, em: str, version: str, ev: str) -> None:
+        self._remembered((em, ev))
+        await self.single_flight((em, ev), lambda: self._fetch(module, em, version, ev))
+
+    async def _fetch(self, module, em, version, ev):
+        try:
+            async with self.store.lock(em, ev, self.cfg.lock_ttl):
+                if await self.store.has_version(em, ev):
+                    self.metrics.fetches.inc("peer")  # another process/node stored it
+                    return
+                async with self.fetcher.tempdir() as tmp:
+                    info = await self.fetcher.version(module, version, tmp)
+                    await self.store.put_version(
+                        em, ev, {"info": info["Info"], "mod": info["GoMod"], "zip": info["Zip"]}
+                    )
+        except FetchError as e:
+            self.metrics.fetches.inc("error")
+            self._remember((em, ev), e)
+            log.warning(json.dumps({"msg": "fetch failed", "module": module, "version": version,
+                                    "status": e.status, "error": str(e)[:500]}))
+            raise
+        except LockBusyError:
+            self.metrics.fetches.inc("error")
+            raise FetchError(504, "another fetch of this version is still running") from None
+        self.metrics.fetches.inc("ok")
+        self.answers.pop(("list", em))
+        log.info(json.dumps({"msg": "fetched", "module": module, "version": version}))
+
+    async def ensure_mod(self, module, em, version, ev) -> None:
+        """A go.mod alone (the module graph needs only that): over HTTP, verified against
+        the checksum database before it is stored (NoSumPatterns are exempt); for private
+        modules, chains that reach direct, and when the node cannot verify in process,
+        what the go command fetched and verified."""
+        self._remembered((em, ev + ".mod"))
+        await self.single_flight((em, ev + ".mod"),
+                                 lambda: self._fetch_mod(module, em, version, ev))
+
+    async def _fetch_mod(self, module, em, version, ev):
+        try:
+            body = await self.fetcher.gomod(module, em, ev)  # None: private or only direct
+            if (body is not None and not self.no_sum(module)
+                    and not await self.sumdb.verify_mod(module, version, body)):
+                body = None
+            if body is None:
+                body = await self.fetcher.gomod_from_go(module, version)
+        except FetchError as e:
+            self.metrics.fetches.inc("error")
+            self._remember((em, ev + ".mod"), e)
+            raise
+        self.metrics.fetches.inc("ok_mod")
+        await self.store.write(version_key(em, ev, "mod"), body)
+
+    def fetch_background(self, module, em, version, ev) -> None:
+        # Bounded: past this many pending fetches a miss just answers "retry later".
+        if len(self.bg) >= self.cfg.go_get_workers * 64:
+            return
+
+        async def run():
+            with contextlib.suppress(FetchError, asyncio.CancelledError):
+                await self.ensure_version(module, em, version, ev)
+
+        t = asyncio.ensure_future(run())
+        self.bg.add(t)
+        t.add_done_callback(self.bg.discard)
+
+    # --- lists, @latest, queries ------------------------------------------------------------
+    async def _upstream(self, key, start):
+        """An upstream answer that changes over time: memory for ListCacheSeconds, not-found
+        memory, single flight."""
+        hit = self.answers.get(key)
+        if hit is not None:
+            return hit
+        self._remembered(key)
+
+        async def fetch():
+            try:
+                v = await start()
+            except FetchError as e:
+                self._remember(key, e)
+                raise
+            self.answers.put(key, v, self.cfg.list_cache_seconds)
+            return v
+
+        return await self.single_flight(key, fetch)
+
+    async def stored_releases(self, em: str) -> list[str]:
+        stored = await self.store.stored_versions(em)
+        return [v for v in stored if not modpath.is_pseudo(v)]
+
+    async def versions(self, module: str, em: str) -> list[str]:
+        """The @v/list answer: upstream's list (retracted versions included) merged with
+        the stored versions, no pseudo-versions, semver order."""
+        stored = await self.stored_releases(em)
+        if self.uses_upstream(module):
+            try:
+                up = await self._upstream(("list", em), lambda: self.fetcher.list(module, em))
+            except FetchError as e:
+                if not stored or (e.status not in (404, 410)
+                                  and self.cfg.network_mode == "strict"):
+                    raise HTTPError(e.status, str(e)) from None
+                up = []
+            merged = {v for v in up if not modpath.is_pseudo(v)} | set(stored)
+            return sorted(merged, key=modpath.semver_key)
+        if not stored:
+            raise HTTPError(404, f"not found: {module}: no stored versions")
+        return sorted(set(stored), key=modpath.semver_key)
+
+    async def latest(self, module: str, em: str) -> dict:
+        if self.uses_upstream(module):
+            try:
+                return await self._upstream(
+                    ("latest", em), lambda: self.fetcher.info_query(module, em, "latest"))
+            except FetchError as e:
+                if e.status not in (404, 410) and self.cfg.network_mode == "strict":
+                    raise HTTPError(e.status, str(e)) from None
+                err = e
+        else:
+            err = FetchError(404, f"not found: {module}: no stored versions")
+        info = await self.stored_latest(em)
+        if info is None:
+            raise HTTPError(err.status, str(err))
+        return info
+
+    async def stored_latest(self, em: str) -> dict | None:
+        stored = sorted(await self.store.stored_versions(em), key=modpath.semver_key)
+        rel = [v for v in stored if not modpath.is_pseudo(v)] or stored
+        if not rel:
+            return None
+        best = rel[-1]
+        raw = await self.store.read(version_key(em, modpath.escape_version(best), "info"))
+        try:
+            info = json.loads(raw or b"{}")
+            out = {"Version": info["Version"]}
+            if info.get("Time"):
+                out["Time"] = info["Time"]
+            return out
+        except (ValueError, KeyError):
+            return {"Version": best}
+
+    async def query(self, module: str, em: str, query: str) -> dict:
+        """What a non-canonical .info request (branch, commit, v1.2) resolves to. Never
+        stored under the query's name."""
+        if not self.uses_upstream(module):
+            raise HTTPError(404, f"not found: {module}@{query}: queries need an upstream")
+        try:
+            return await self._upstream(("query", em, query),
+                                        lambda: self.fetcher.info_query(module, em, query))
+        except FetchError as e:
+            raise HTTPError(e.status, str(e)) from None

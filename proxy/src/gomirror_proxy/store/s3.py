@@ -1,0 +1,233 @@
+"""The S3 backend: the same key layout in a bucket (under an optional prefix), and
+cross-node single flight through conditional writes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import time
+import uuid
+
+from .base import FILES, Store, list_body, version_key, versions_in
+from .errors import LockBusyError, StoreError
+
+_PRECONDITION = ("PreconditionFailed", "412", "ConditionalRequestConflict")
+
+
+class S3Store(Store):
+    """Same key layout in a bucket (under an optional prefix).
+
+    Cross-node single flight: a lock object `.locks/v-<sha256 of module@version>` created
+    with a conditional PUT (If-None-Match: *). Its body holds an expiry; a lock left by a
+    killed node is taken over after it expires with a PUT conditional on the dead lock's
+    ETag (If-Match), so of several waiters exactly one wins, and a holder releases with a
+    DELETE conditional on its own ETag, so a slow holder never deletes its successor's lock.
+    S3 has honoured both conditions since 2024; so do moto and MinIO.
+    """
+
+    kind = "s3"
+
+    def __init__(self, s3cfg, client=None):
+        import boto3
+        from botocore.config import Config as BotoConfig
+
+        self.bucket = s3cfg.bucket
+        self.prefix = (s3cfg.prefix + "/") if s3cfg.prefix else ""
+        if client is None:
+            kw = {
+                "region_name": s3cfg.region,
+                "config": BotoConfig(
+                    s3={"addressing_style": "path" if s3cfg.force_path_style else "auto"},
+                    retries={"max_attempts": 3, "mode": "standard"},
+                    max_pool_connections=64,
+                ),
+            }
+            if s3cfg.endpoint:
+                kw["endpoint_url"] = s3cfg.endpoint
+            if not s3cfg.use_default_configuration and s3cfg.key:
+                kw["aws_access_key_id"] = s3cfg.key
+                kw["aws_secret_access_key"] = s3cfg.secret
+                if s3cfg.token:
+                    kw["aws_session_token"] = s3cfg.token
+            client = boto3.client("s3", **kw)
+        self.s3 = client
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        self.ClientError = ClientError
+        self.BotoCoreError = BotoCoreError
+
+    def _k(self, key: str) -> str:
+        return self.prefix + key
+
+    @contextlib.contextmanager
+    def _mapped(self, key: str):
+        """S3 failures as StoreErrors (the message names no endpoint or credential)."""
+        try:
+            yield
+        except self.ClientError as e:
+            code = self._code(e)
+            if code == "KeyTooLongError":
+                raise StoreError(404, f"not found: {key[:300]}: cannot exist here "
+                                      "(key too long for S3)") from None
+            raise StoreError(503, f"store unavailable: S3 answered {code or 'an error'}") from None
+        except self.BotoCoreError as e:
+            raise StoreError(503, f"store unavailable: {type(e).__name__}") from None
+
+    def _missing(self, e) -> bool:
+        code = e.response.get("Error", {}).get("Code", "")
+        return code in ("404", "NoSuchKey", "NotFound")
+
+    async def stat(self, key):
+        with self._mapped(key):
+            try:
+                r = await asyncio.to_thread(self.s3.head_object, Bucket=self.bucket,
+                                            Key=self._k(key))
+            except self.ClientError as e:
+                if self._missing(e):
+                    return None
+                raise
+        return r["ContentLength"]
+
+    async def has_version(self, em, ev):
+        return await self.stat(version_key(em, ev, "info")) is not None
+
+    async def read(self, key):
+        def get():
+            try:
+                r = self.s3.get_object(Bucket=self.bucket, Key=self._k(key))
+            except self.ClientError as e:
+                if self._missing(e):
+                    return None
+                raise
+            return r["Body"].read()
+
+        with self._mapped(key):
+            return await asyncio.to_thread(get)
+
+    async def stream(self, key, chunk=1 << 20):
+        def open_body():
+            return self.s3.get_object(Bucket=self.bucket, Key=self._k(key))["Body"]
+
+        with self._mapped(key):
+            body = await asyncio.to_thread(open_body)
+        try:
+            while True:
+                data = await asyncio.to_thread(body.read, chunk)
+                if not data:
+                    break
+                yield data
+        finally:
+            body.close()
+
+    async def write(self, key, data):
+        with self._mapped(key):
+            await asyncio.to_thread(
+                self.s3.put_object, Bucket=self.bucket, Key=self._k(key), Body=data
+            )
+
+    def _install_version_file(self, em: str, ev: str, ext: str, src: str) -> None:
+        """One file of a version into place (the step crash tests interrupt)."""
+        with open(src, "rb") as f:
+            self.s3.upload_fileobj(f, self.bucket, self._k(version_key(em, ev, ext)))
+
+    def _put_version_sync(self, em, ev, files):
+        for ext in FILES:
+            self._install_version_file(em, ev, ext, files[ext])
+        versions = self._stored_versions_sync(em)
+        self.s3.put_object(
+            Bucket=self.bucket, Key=self._k(f"{em}/@v/list"), Body=list_body(versions)
+        )
+
+    async def put_version(self, em, ev, files):
+        with self._mapped(version_key(em, ev, "zip")):
+            await asyncio.to_thread(self._put_version_sync, em, ev, files)
+
+    def _stored_versions_sync(self, em):
+        pag = self.s3.get_paginator("list_objects_v2")
+        pre = self._k(f"{em}/@v/")
+        return versions_in(
+            o["Key"][len(pre) :]
+            for page in pag.paginate(Bucket=self.bucket, Prefix=pre, Delimiter="/")
+            for o in page.get("Contents", [])
+        )
+
+    def _catalog_sync(self, after, limit):
+        out: list[tuple[str, str]] = []
+        kw = {"Bucket": self.bucket, "Prefix": self.prefix}
+        if after:
+            em, _, ev = after.rpartition("@")
+            kw["StartAfter"] = self._k(version_key(em, ev, "info"))
+        pag = self.s3.get_paginator("list_objects_v2")
+        for page in pag.paginate(**kw):
+            for o in page.get("Contents", []):
+                k = o["Key"][len(self.prefix) :]
+                if (not k.endswith(".info") or "/@v/" not in k
+                        or k.startswith((".locks/", "sumdb/"))):
+                    continue
+                em, _, rest = k.rpartition("/@v/")
+                out.append((em, rest[: -len(".info")]))
+                if len(out) >= limit:
+                    return out
+        return out
+
+    async def catalog(self, after, limit):
+        return await asyncio.to_thread(self._catalog_sync, after, limit)
+
+    async def check_writable(self):
+        key = f".locks/probe-{uuid.uuid4().hex}"
+        await self.write(key, b"probe")
+        await asyncio.to_thread(self.s3.delete_object, Bucket=self.bucket, Key=self._k(key))
+
+    def _lock_key(self, em: str, ev: str) -> str:
+        return self._k(".locks/v-" + hashlib.sha256(f"{em}@{ev}".encode()).hexdigest())
+
+    def _code(self, e) -> str:
+        return e.response.get("Error", {}).get("Code", "")
+
+    def _try_lock(self, key: str, ttl: int) -> str | None:
+        """The ETag of our lock object if we now hold the lock, else None."""
+        body = json.dumps({"owner": f"{os.uname().nodename}:{os.getpid()}",
+                           "expires": time.time() + ttl}).encode()
+        try:
+            return self.s3.put_object(Bucket=self.bucket, Key=key, Body=body,
+                                      IfNoneMatch="*")["ETag"]
+        except self.ClientError as e:
+            if self._code(e) not in _PRECONDITION:
+                raise
+        # Held: take it over if its holder's lease expired (a killed node).
+        try:
+            cur = self.s3.get_object(Bucket=self.bucket, Key=key)
+            expires = float(json.loads(cur["Body"].read()).get("expires", 0))
+        except self.ClientError as e:
+            if self._missing(e):
+                return None  # released meanwhile: the next attempt creates it
+            raise
+        except (ValueError, AttributeError):
+            expires = 0.0  # unreadable lock body: treat as a dead holder's
+        if expires >= time.time():
+            return None
+        try:
+            return self.s3.put_object(Bucket=self.bucket, Key=key, Body=body,
+                                      IfMatch=cur["ETag"])["ETag"]
+        except self.ClientError as e:
+            if self._code(e) in _PRECONDITION or self._missing(e):
+                return None  # another waiter took it over first
+            raise
+
+    @contextlib.asynccontextmanager
+    async def lock(self, em, ev, ttl):
+        key = self._lock_key(em, ev)
+        deadline = time.monotonic() + ttl + 5
+        while (etag := await asyncio.to_thread(self._try_lock, key, ttl)) is None:
+            if time.monotonic() > deadline:
+                raise LockBusyError(f"{em}@{ev}")
+            await asyncio.sleep(0.2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(self.ClientError):
+                await asyncio.to_thread(self.s3.delete_object, Bucket=self.bucket, Key=key,
+                                        IfMatch=etag)
