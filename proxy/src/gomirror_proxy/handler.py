@@ -116,13 +116,16 @@ class Handler:
     async def version_file(self, request, module, em, version, ev, ext):
         node, store = self.node, self.node.store
         key = version_key(em, ev, ext)
-        if ext == "mod":
-            present = await store.stat(key) is not None
-        else:
-            present = await store.has_version(em, ev)
-        if present:
-            node.metrics.store.inc("hit")
-            return await self.serve_file(request, em, ev, key, ext)
+        # Pinned from the existence check until the body is sent: eviction between the two
+        # would turn a hit into a 404.
+        with store.reading(em, ev):
+            if ext == "mod":
+                present = await store.stat(key) is not None
+            else:
+                present = await store.has_version(em, ev)
+            if present:
+                node.metrics.store.inc("hit")
+                return await self.serve_file(request, em, ev, key, ext)
         node.metrics.store.inc("miss")
         mode, url = node.download_rule(module)
         if self.cfg.network_mode == "offline" or mode == "none":
@@ -167,7 +170,11 @@ class Handler:
                         return web.Response(body=body, headers=headers)
                 except OSError:
                     raise not_found(f"{key}: not stored") from None
-                return web.FileResponse(local, headers=headers)
+                # Sent while the version is pinned (FileResponse opens the file only when
+                # it is prepared): a prepared response is returned as it is.
+                resp = web.FileResponse(local, headers=headers)
+                await resp.prepare(request)
+                return resp
             size = await store.stat(key)
         request["bytes"] = size
         if size is None:

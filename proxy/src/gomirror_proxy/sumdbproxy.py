@@ -28,6 +28,9 @@ from .ttlcache import TTLCache
 from .verify import NotFound, VerificationError
 from .verify.tlog import Tile
 
+# sum.golang.org and every database the go command speaks to use tiles of height 8.
+TILE_HEIGHT = 8
+
 log = logging.getLogger("gomirror_proxy")
 
 TILE_RE = re.compile(
@@ -174,8 +177,17 @@ class SumDBProxy:
         """Persist a verified signed tree note as `latest` when it is newer than the stored
         one: a replica's `latest`, full tiles and partial tiles then describe one tree."""
         n = _tree_size(note)
-        if n is not None and n > (await self.stored_tree_size(name) or -1):
+        old = await self.stored_tree_size(name)
+        if n is not None and n > (old or -1):
             await self.persist(name, "latest", note)
+            # The previous head's partial tiles describe a tree nobody is served any more:
+            # remove them, so the store keeps one set of partial tiles, not one per head.
+            if old is not None:
+                keep = set(partial_tile_paths(n))
+                for sub in partial_tile_paths(old):
+                    if sub not in keep:
+                        with contextlib.suppress(Exception):
+                            await self.store.delete(f"sumdb/{name}/{sub}")
 
     async def latest(self, name: str) -> bytes:
         body = await self.fetch(name, "latest", LATEST_TTL)
@@ -287,3 +299,19 @@ def _partial_tile_of(path: str, n: int) -> bool:
         return False
     count = n >> (tile.h * max(tile.l, 0))  # hashes stored at this level
     return tile.n == count >> tile.h and tile.w == count & ((1 << tile.h) - 1)
+
+
+def partial_tile_paths(n: int, h: int = TILE_HEIGHT) -> list[str]:
+    """The partial tiles (hash tiles at every level, and the data tile) a tree of size n
+    ends in: what a client of that tree may ask for besides full tiles."""
+    out = []
+    level, count = 0, n
+    while count > 0:
+        width = count & ((1 << h) - 1)
+        if width:
+            out.append(Tile(h, level, count >> h, width).path())
+            if level == 0:
+                out.append(Tile(h, -1, count >> h, width).path())
+        count >>= h
+        level += 1
+    return out

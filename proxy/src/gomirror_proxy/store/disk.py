@@ -165,6 +165,13 @@ class DiskStore(Store):
     async def write(self, key, data):
         await asyncio.to_thread(self._write_sync, key, data)
 
+    async def delete(self, key):
+        def unlink():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path(key))
+
+        await asyncio.to_thread(unlink)
+
     def _install_version_file(self, em: str, ev: str, ext: str, src: str) -> None:
         """One file of a version into place (the step crash tests interrupt)."""
         self._atomic_install(src, None, version_key(em, ev, ext))

@@ -128,6 +128,12 @@ class S3Store(Store):
                 self.s3.put_object, Bucket=self.bucket, Key=self._k(key), Body=data
             )
 
+    async def delete(self, key):
+        with self._mapped(key):
+            await asyncio.to_thread(
+                self.s3.delete_object, Bucket=self.bucket, Key=self._k(key)
+            )
+
     def _install_version_file(self, em: str, ev: str, ext: str, src: str) -> None:
         """One file of a version into place (the step crash tests interrupt)."""
         with open(src, "rb") as f:
