@@ -39,6 +39,34 @@ def make_athens_store(root: Path) -> None:
     (evil / "v1.0.0.info").write_text('{"Version":"v1.0.0"}')
     with zipfile.ZipFile(evil / "source.zip", "w") as z:
         z.writestr("github.com/evil/y@v1.0.0/../../../../etc/cron.d/x", "boom")
+    # What the go command refuses (verify.check_zip) beyond the prefix and `..`.
+    for name, entries in REFUSED.items():
+        d = root / name / "v1.0.0"
+        d.mkdir(parents=True)
+        (d / "go.mod").write_text(f"module {name}\n")
+        (d / "v1.0.0.info").write_text('{"Version":"v1.0.0"}')
+        with zipfile.ZipFile(d / "source.zip", "w") as z:
+            for entry, data in entries:
+                z.writestr(f"{name}@v1.0.0/{entry}", data)
+
+
+# module -> zip entries (under its prefix), each refused by the go command's zip rules
+# (all were accepted by the import's earlier prefix-and-`..` check), and why.
+REFUSED = {
+    "github.com/evil/casefold": [("go.mod", "module github.com/evil/casefold\n"),
+                                 ("a.go", "package a\n"), ("A.go", "package a\n")],
+    "github.com/evil/gomod": [("go.mod", "module github.com/evil/other\n")],
+    "github.com/evil/badname": [("go.mod", "module github.com/evil/badname\n"),
+                                ("x:y.go", "package a\n")],
+    "github.com/evil/nested": [("go.mod", "module github.com/evil/nested\n"),
+                               ("sub/GO.MOD", "module x\n")],
+}
+REFUSED_WHY = {
+    "github.com/evil/casefold": "case-insensitive file name collision",
+    "github.com/evil/gomod": "go.mod in the zip differs",
+    "github.com/evil/badname": "invalid char",
+    "github.com/evil/nested": "go.mod file not in module root directory",
+}
 
 
 def test_import_athens(tmp_path):
@@ -49,7 +77,11 @@ def test_import_athens(tmp_path):
     assert r.returncode == 1, r.stderr  # invalid entries are reported
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary == {"msg": "import-athens done", "imported": 4, "already_present": 0,
-                       "invalid": 2}
+                       "invalid": 2 + len(REFUSED)}
+    skipped = {json.loads(line)["dir"]: json.loads(line)["error"]
+               for line in r.stdout.splitlines() if '"skip invalid"' in line}
+    for name, why in REFUSED_WHY.items():
+        assert why in skipped[str(athens / name / "v1.0.0")], (name, skipped)
     for _, esc, ver in GOOD:
         for ext in ("info", "mod", "zip"):
             rel = f"{esc}/@v/{ver}.{ext}"

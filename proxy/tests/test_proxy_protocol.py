@@ -211,7 +211,8 @@ def test_blackholed_upstream_costs_one_timeout_not_one_per_miss(nodes):
 
 
 def test_not_found_is_remembered(nodes):
-    node = nodes(extra={"NotFoundCacheSeconds": 60})
+    # the go command's path (the HTTP path's: test_proxy_httpzip.py)
+    node = nodes(extra={"NotFoundCacheSeconds": 60, "UpstreamFetcher": "gocommand"})
     missing = "/github.com/mattn/go-isatty/@v/v0.0.99.zip"
     st, _, body = node.get(missing)
     assert st == 404 and body.startswith(b"not found")
@@ -226,7 +227,8 @@ def test_thirty_waiters_on_one_slow_fetch_do_not_block_other_misses(nodes, tmp_p
     slow = tmp_path / "slow-go"
     slow.write_text(f'#!/bin/sh\ncase "$*" in *go-isatty*) sleep 8;; esac\nexec {GO} "$@"\n')
     slow.chmod(0o755)
-    node = nodes(extra={"GoBinary": str(slow), "ProtocolWorkers": 2})
+    node = nodes(extra={"GoBinary": str(slow), "ProtocolWorkers": 2,
+                        "UpstreamFetcher": "gocommand"})
 
     async def run():
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=90)) as s:

@@ -127,3 +127,53 @@ def test_s3_bucket_missing_not_ready(moto, nodes):
                  tables=s3_tables(moto, "no-such-bucket"))
     st, _, body = node.get("/readyz")
     assert st == 503 and b"store" in body
+
+
+def _concurrency_seen(store, calls: int) -> int:
+    """The most S3 calls the store had in flight at once while running `calls` stats at
+    once. Every call waits 0.1 s at the client (botocore's before-call event) before it
+    goes out, so calls that may run together do overlap."""
+    import threading
+
+    lock, state = threading.Lock(), {"now": 0, "max": 0}
+
+    def before(**_kw):
+        with lock:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+        time.sleep(0.1)
+
+    def after(**_kw):
+        with lock:
+            state["now"] -= 1
+
+    store.s3.meta.events.register("before-call.s3.HeadObject", before)
+    store.s3.meta.events.register("after-call.s3.HeadObject", after)
+
+    async def run():
+        await asyncio.gather(*(store.stat(f"probe/{i}") for i in range(calls)))
+
+    asyncio.run(run())
+    return state["max"]
+
+
+@pytest.mark.parametrize("limit", [4, 32])
+def test_s3_calls_run_on_their_own_bounded_pool(moto, limit):
+    """S3 calls do not queue behind asyncio's default executor (min(32, cores + 4)
+    threads: 6 on 2 cores): MaxConcurrency of them run at once, and never more."""
+    from gomirror_proxy.config import S3Config
+    from gomirror_proxy.store.s3 import S3Store
+
+    s3client(moto).create_bucket(Bucket="gomirror-pool")
+    store = S3Store(S3Config(bucket="gomirror-pool", endpoint=moto, key="test",
+                             secret="test", force_path_style=True,  # noqa: S106 - moto
+                             max_concurrency=limit))
+    assert _concurrency_seen(store, 48) == limit
+
+
+def test_s3_max_concurrency_is_checked():
+    from gomirror_proxy.config import ConfigError, parse
+
+    with pytest.raises(ConfigError, match=r"Storage\.S3\.MaxConcurrency.*1\.\.512"):
+        parse({"StorageType": "s3", "Storage": {"S3": {"Bucket": "b", "MaxConcurrency": 0}}},
+              check_paths=False)

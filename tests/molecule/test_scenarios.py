@@ -23,6 +23,9 @@ def scenarios() -> list[str]:
 
 
 @pytest.mark.molecule
+# One worker runs every scenario, in order (make test's `-n 2 --dist loadgroup`): two
+# scenarios at once on 2 cores would slow both past their timeouts.
+@pytest.mark.xdist_group("molecule")
 @pytest.mark.parametrize("scenario", scenarios())
 def test_molecule_scenario(scenario: str):
     assert (REPO / "molecule" / scenario / "molecule.yml").is_file(), f"no scenario {scenario}"

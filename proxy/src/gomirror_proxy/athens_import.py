@@ -2,8 +2,10 @@
 
 Athens' disk storage keeps `<module>/<version>/{go.mod,source.zip,<version>.info}`
 (module path and version as the go command spells them; an already-escaped `!` form is
-accepted too). Each version is validated like a request, its zip checked to hold only
-`<module>@<version>/` files, and written with the store's atomic put (info last).
+accepted too). Each version is validated like a request, its zip checked by the go
+command's rules (verify.check_zip: every entry under `<module>@<version>/`, valid file
+names, no case-fold duplicates, size limits, its go.mod equal to the version's go.mod),
+and written with the store's atomic put (info last).
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ import asyncio
 import json
 import os
 import sys
-import zipfile
 
 from . import modpath
 from .storage import Store
+from .verify import ZipCheckError, check_zip
+
+# The go command's bound on a module zip and its uncompressed contents (x/mod/zip).
+MAX_ZIP = 500 << 20
 
 
 def _module_from(rel: str) -> str:
@@ -37,14 +42,6 @@ def scan(src: str):
             yield mod_rel, ver, dirpath
 
 
-def _check_zip(path: str, module: str, version: str) -> None:
-    prefix = f"{module}@{version}/"
-    with zipfile.ZipFile(path) as z:
-        for n in z.namelist():
-            if not n.startswith(prefix) or ".." in n.split("/"):
-                raise ValueError(f"zip entry {n!r} is not under {prefix}")
-
-
 async def import_athens(src: str, store: Store, out=sys.stdout) -> tuple[int, int, int]:
     imported = skipped = failed = 0
     for mod_rel, ver_raw, d in scan(src):
@@ -62,8 +59,11 @@ async def import_athens(src: str, store: Store, out=sys.stdout) -> tuple[int, in
                 meta = json.load(f)
             if meta.get("Version") != version:
                 raise ValueError(f".info names version {meta.get('Version')!r}")
-            _check_zip(os.path.join(d, "source.zip"), module, version)
-        except (ValueError, OSError, zipfile.BadZipFile) as e:
+            with open(os.path.join(d, "go.mod"), "rb") as f:  # noqa: ASYNC230 - a one-shot CLI
+                gomod = f.read()
+            check_zip(os.path.join(d, "source.zip"), module, version, max_size=MAX_ZIP,
+                      gomod=gomod)
+        except (ValueError, OSError, ZipCheckError) as e:
             failed += 1
             print(json.dumps({"msg": "skip invalid", "dir": d, "error": str(e)}), file=out)
             continue

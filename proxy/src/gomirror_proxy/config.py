@@ -28,6 +28,10 @@ NETWORK_MODES = ("strict", "offline", "fallback")
 STORAGE_TYPES = ("disk", "s3")
 GO_ENVS = ("development", "production")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# How a whole version (.info, .mod, .zip) is fetched from the chain's HTTP proxies:
+# "http" streams the files and verifies them in process; "gocommand" runs
+# `go mod download` per version, as Athens does.
+UPSTREAM_FETCHERS = ("http", "gocommand")
 # The fetcher owns these: a private module cache per fetch, no toolchain switching.
 RESERVED_GO_ENV = ("GOMODCACHE", "GOTOOLCHAIN", "GOFLAGS")
 # These switch checksum verification off or route modules around it: NoSumPatterns /
@@ -60,6 +64,7 @@ class S3Config:
     force_path_style: bool = False
     use_default_configuration: bool = False
     prefix: str = ""
+    max_concurrency: int = 32  # store calls in flight at once (threads and connections)
 
 
 @dataclass
@@ -100,6 +105,8 @@ class Config:
     not_found_cache_seconds: int = 60
     not_found_cache_entries: int = 10000
     sumdb_verifier_keys: dict[str, str] = field(default_factory=dict)
+    upstream_fetcher: str = "http"
+    hit_log_socket: str = ""  # unix datagram socket of the nginx front's hit records
 
     @property
     def goproxy(self) -> str:
@@ -171,12 +178,12 @@ TOP_KEYS = {
     "SumDBs", "SumDBUpstreams", "NETRCPath", "BasicAuthUser", "BasicAuthPass",
     "TLSCertFile", "TLSKeyFile", "LogLevel", "ShutdownTimeout", "MaxZipSize",
     "ListCacheSeconds", "LockTTL", "Storage", "NotFoundCacheSeconds", "NotFoundCacheEntries",
-    "SumDBVerifierKeys",
+    "SumDBVerifierKeys", "UpstreamFetcher", "HitLogSocket",
 }
 DISK_KEYS = {"RootPath", "MaxBytes", "EvictToPercent"}
 S3_KEYS = {
     "Region", "Key", "Secret", "Token", "Bucket", "Endpoint", "ForcePathStyle",
-    "UseDefaultConfiguration", "Prefix",
+    "UseDefaultConfiguration", "Prefix", "MaxConcurrency",
 }
 
 
@@ -253,6 +260,9 @@ def parse(data: dict, *, check_paths: bool = True) -> Config:
         "NotFoundCacheEntries", _typed(data, "NotFoundCacheEntries", int, 10000), 0, 10_000_000
     )
     c.go_get_dir = _typed(data, "GoGetDir", str, "")
+    c.upstream_fetcher = _choice(
+        "UpstreamFetcher", _typed(data, "UpstreamFetcher", str, "http"), UPSTREAM_FETCHERS
+    )
     c.log_level = _choice("LogLevel", _typed(data, "LogLevel", str, "info").lower(), LOG_LEVELS)
 
     c.storage_type = _choice(
@@ -303,7 +313,11 @@ def parse(data: dict, *, check_paths: bool = True) -> Config:
             force_path_style=_typed(s3, "ForcePathStyle", bool, False, w),
             use_default_configuration=_typed(s3, "UseDefaultConfiguration", bool, False, w),
             prefix=_typed(s3, "Prefix", str, "", w).strip("/"),
+            max_concurrency=_typed(s3, "MaxConcurrency", int, 32, w),
         )
+        if not 1 <= c.s3.max_concurrency <= 512:
+            raise ConfigError("Storage.S3.MaxConcurrency",
+                              f"must be 1..512, got {c.s3.max_concurrency}")
         if not c.s3.bucket:
             raise ConfigError("Storage.S3.Bucket", "required when StorageType = \"s3\"")
         if c.s3.endpoint:
@@ -418,9 +432,27 @@ def parse(data: dict, *, check_paths: bool = True) -> Config:
         for key, p in (("TLSCertFile", c.tls_cert_file), ("TLSKeyFile", c.tls_key_file)):
             if p and not os.path.isfile(p):
                 raise ConfigError(key, f"{p!r} is not a readable file")
+    c.hit_log_socket = _hit_log_socket(_typed(data, "HitLogSocket", str, ""))
     if c.lock_ttl == 0:
         c.lock_ttl = c.timeout + 60
     return c
+
+
+# sun_path of a unix socket address holds 108 bytes with the terminating NUL.
+_SUN_PATH_MAX = 107
+
+
+def _hit_log_socket(path: str) -> str:
+    if not path:
+        return ""
+    if not os.path.isabs(path):
+        raise ConfigError("HitLogSocket", f"{path!r} must be an absolute path (or \"\" for off)")
+    if len(os.fsencode(path)) > _SUN_PATH_MAX:
+        raise ConfigError("HitLogSocket", f"{path!r} is longer than {_SUN_PATH_MAX} bytes, "
+                                          "the limit of a unix socket address")
+    # Its directory is not checked: systemd creates it (RuntimeDirectory) only when the
+    # service starts, after check-config ran; a bind failure at start names the path.
+    return path
 
 
 def load(path: str, *, check_paths: bool = True) -> Config:

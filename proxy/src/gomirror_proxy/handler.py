@@ -27,6 +27,7 @@ log = logging.getLogger("gomirror_proxy")
 access_log = logging.getLogger("gomirror_proxy.access")
 
 CC_IMMUTABLE = "public, max-age=31536000, immutable"
+CC_IMMUTABLE_PRIVATE = "private, max-age=31536000, immutable"
 CONTENT_TYPES = {
     "info": "application/json",
     "mod": "text/plain; charset=utf-8",
@@ -153,7 +154,10 @@ class Handler:
         return await self.serve_file(request, em, ev, key, ext)
 
     async def serve_file(self, request, em: str, ev: str, key: str, ext: str):
-        headers = {"Cache-Control": CC_IMMUTABLE, "Content-Type": CONTENT_TYPES[ext]}
+        # Set here, not left to the middleware: a zip's response is prepared (its headers
+        # sent) before the middleware sees it, and behind BasicAuth it must be private.
+        cc = CC_IMMUTABLE if not self.cfg.basic_auth_user else CC_IMMUTABLE_PRIVATE
+        headers = {"Cache-Control": cc, "Content-Type": CONTENT_TYPES[ext]}
         store = self.node.store
         store.touch(em, ev)
         with store.reading(em, ev):

@@ -96,6 +96,11 @@ class Metrics:
         self.bytes = Counter(
             "gomirror_proxy_bytes_served_total", "Response body bytes by endpoint", ("endpoint",)
         )
+        self.front_hits = Counter(
+            "gomirror_proxy_front_hits_total",
+            "Store hits the nginx front served without the node (hit log), by endpoint",
+            ("endpoint",),
+        )
         self.sumdb = Counter(
             "gomirror_proxy_sumdb_requests_total", "Checksum-DB proxy requests by cache result",
             ("result",),
@@ -131,8 +136,8 @@ class Metrics:
     def render(self) -> str:
         lines = []
         for m in (self.requests, self.store, self.fetches, self.fetch_seconds, self.inflight,
-                  self.bytes, self.sumdb, self.go_runs, self.upstream, self.not_found_hits,
-                  self.verification_failures, self.store_bytes, self.store_evictions,
-                  self.store_evicted_bytes):
+                  self.bytes, self.front_hits, self.sumdb, self.go_runs, self.upstream,
+                  self.not_found_hits, self.verification_failures, self.store_bytes,
+                  self.store_evictions, self.store_evicted_bytes):
             lines.extend(m.render())
         return "\n".join(lines) + "\n"

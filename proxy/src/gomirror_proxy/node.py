@@ -1,5 +1,6 @@
 """Orchestration: what the node does on a miss. Policy (DownloadRules, ExcludePatterns,
 NetworkMode), single flight per version, the ProtocolWorkers bound, background fetches,
+the whole-version path (HTTP and in-process verification, else the go command),
 upstream lists and queries, the not-found memory. HTTP lives in handler.py, fetching in
 fetch/, storage in storage.py."""
 
@@ -9,19 +10,25 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import time
 
 from . import modpath
 from .config import Config, match_glob
 from .errors import HTTPError
-from .fetch import Fetcher, FetchError
+from .fetch import Fetcher, FetchError, InfoMismatchError
 from .metrics import Metrics
 from .storage import LockBusyError, Store, version_key
 from .sumdbproxy import SumDBProxy
 from .ttlcache import TTLCache
+from .verify import ZipCheckError, check_zip
 
 log = logging.getLogger("gomirror_proxy")
 
 LIST_MEMORY = 10000  # upstream lists / query answers held in memory
+# The go command's bound on a module's uncompressed contents (x/mod/zip MaxZipFile);
+# MaxZipSize bounds the zip file itself, while it streams.
+ZIP_CONTENTS_LIMIT = 500 << 20
 
 
 class Node:
@@ -120,10 +127,13 @@ class Node:
                     self.metrics.fetches.inc("peer")  # another process/node stored it
                     return
                 async with self.fetcher.tempdir() as tmp:
-                    info = await self.fetcher.version(module, version, tmp)
-                    await self.store.put_version(
-                        em, ev, {"info": info["Info"], "mod": info["GoMod"], "zip": info["Zip"]}
-                    )
+                    files = None
+                    if self.fetches_over_http(module):
+                        files = await self._fetch_http(module, em, version, ev, tmp)
+                    if files is None:
+                        info = await self.fetcher.version(module, version, tmp)
+                        files = {"info": info["Info"], "mod": info["GoMod"], "zip": info["Zip"]}
+                    await self.store.put_version(em, ev, files)
         except FetchError as e:
             self.metrics.fetches.inc("error")
             self._remember((em, ev), e)
@@ -136,6 +146,68 @@ class Node:
         self.metrics.fetches.inc("ok")
         self.answers.pop(("list", em))
         log.info(json.dumps({"msg": "fetched", "module": module, "version": version}))
+
+    def fetches_over_http(self, module: str) -> bool:
+        """Whether a whole version of module is tried over HTTP first: UpstreamFetcher =
+        "http", not private (credentials live with the go command), and verifiable in
+        process (NoSumPatterns, or a verifier key for the first SumDB)."""
+        return (self.cfg.upstream_fetcher == "http" and not self.fetcher.is_private(module)
+                and (self.no_sum(module) or self.sumdb.can_verify()))
+
+    async def _fetch_http(self, module, em, version, ev, tmp) -> dict | None:
+        """The version's files over HTTP into tmp, verified: {"info", "mod", "zip"} paths,
+        or None when only `direct` can have them (then the go command fetches). Nothing
+        refused gets past this: .info names the version, the zip obeys the go command's
+        rules and holds the .mod as its go.mod, and both h1 hashes are the checksum
+        database's (skipped for NoSumPatterns/PrivatePatterns only)."""
+        what = f"{module}@{version}"
+        t0 = time.monotonic()
+        try:
+            info = await self.fetcher.version_info(module, em, version, ev)
+        except InfoMismatchError as e:
+            raise self._refused(module, version, "info", str(e)) from None
+        if info is None:
+            return None
+        zip_path = os.path.join(tmp, "zip")
+        stored_mod = await self.store.read(version_key(em, ev, "mod"))
+
+        async def mod():  # a stored .mod was verified when it was stored
+            return stored_mod if stored_mod is not None else \
+                await self.fetcher.gomod(module, em, ev)
+
+        async def want():
+            return None if self.no_sum(module) else \
+                await self.sumdb.lookup_hashes(module, version)
+
+        try:
+            body, have_zip, hashes = await _all(
+                mod(), self.fetcher.zip_file(module, em, ev, zip_path), want())
+            if body is None or not have_zip:
+                return None
+            try:
+                await asyncio.to_thread(check_zip, zip_path, module, version,
+                                        max_size=ZIP_CONTENTS_LIMIT, gomod=body)
+            except ZipCheckError as e:
+                raise self._refused(module, version, "zip_check",
+                                    f"{what}: invalid module zip: {e}") from None
+            if not self.no_sum(module):
+                if hashes is None:  # the verifier went away: never store unverified data
+                    return None
+                await self.sumdb.check_hashes(module, version, hashes, mod=body,
+                                              zip_path=zip_path)
+        except HTTPError as e:  # from the checksum database: counted and logged there
+            raise FetchError(e.status, e.msg) from None
+        files = {"info": os.path.join(tmp, "info"), "mod": os.path.join(tmp, "mod"),
+                 "zip": zip_path}
+        await asyncio.to_thread(_write_files, {files["info"]: info, files["mod"]: body})
+        self.metrics.fetch_seconds.observe(time.monotonic() - t0)
+        return files
+
+    def _refused(self, module: str, version: str, kind: str, msg: str) -> FetchError:
+        self.metrics.verification_failures.inc(kind)
+        log.warning(json.dumps({"msg": "verification failed", "module": module,
+                                "version": version, "kind": kind, "error": msg[:500]}))
+        return FetchError(502, msg)
 
     async def ensure_mod(self, module, em, version, ev) -> None:
         """A go.mod alone (the module graph needs only that): over HTTP, verified against
@@ -258,3 +330,21 @@ class Node:
                                         lambda: self.fetcher.info_query(module, em, query))
         except FetchError as e:
             raise HTTPError(e.status, str(e)) from None
+
+
+async def _all(*aws):
+    """gather(), but the first failure cancels the others and waits for them (a zip
+    still streaming into the temporary directory is closed before that goes)."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        return await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _write_files(files: dict[str, bytes]) -> None:
+    for path, body in files.items():
+        with open(path, "wb") as f:
+            f.write(body)

@@ -12,7 +12,7 @@ import ssl
 
 from aiohttp import web
 
-from . import __version__
+from . import __version__, hitlog
 from .config import Config
 from .handler import make_app
 from .node import Node
@@ -35,9 +35,14 @@ async def serve(cfg: Config, store: Store) -> None:
     site = web.TCPSite(runner, cfg.host or None, cfg.port, ssl_context=sslctx,
                        backlog=1024, reuse_address=True)
     await site.start()
+    hits = None
+    if cfg.hit_log_socket:
+        # The nginx front's hits (hitlog.py), so eviction still sees every served version.
+        hits, _ = await hitlog.listen(cfg.hit_log_socket, store, node.metrics)
     addrs = [s.getsockname() for s in site._server.sockets]
     lifecycle.info(json.dumps({"msg": "listening", "addresses": [list(a[:2]) for a in addrs],
                                "port": addrs[0][1], "tls": bool(sslctx), "storage": store.kind,
+                               "hit_log_socket": cfg.hit_log_socket or None,
                                "version": __version__}))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -47,4 +52,6 @@ async def serve(cfg: Config, store: Store) -> None:
     node.shutting_down = True
     lifecycle.info(json.dumps({"msg": "shutting down", "grace_seconds": cfg.shutdown_timeout}))
     await runner.cleanup()
+    if hits is not None:
+        hitlog.close(cfg.hit_log_socket, hits)
     lifecycle.info(json.dumps({"msg": "stopped"}))

@@ -1,6 +1,7 @@
 """The checksum-database proxy (`/sumdb/<name>/...`) and the node's own checksum-database
-client: every go.mod the node fetches over HTTP is checked against the database's signed,
-tile-proved records (verify/) before it enters the store.
+client: every go.mod and zip the node fetches over HTTP is checked against the database's
+signed, tile-proved records (verify/) before it enters the store (one lookup per version,
+both h1 hashes).
 
 Only verified data is persisted: full tiles that the latest verified tree authenticates,
 and lookups whose record was proved. Partial tiles (`.p/W`) change with every tree size:
@@ -9,6 +10,7 @@ they are held in bounded memory for a short time, never stored.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -135,28 +137,60 @@ class SumDBProxy:
         """The database go.mod files are checked against (the first of SumDBs)."""
         return self.cfg.sumdbs[0] if self.cfg.sumdbs else None
 
-    async def verify_mod(self, module: str, version: str, body: bytes) -> bool:
-        """True when the checksum database vouches for this go.mod; HTTPError when it
-        refuses it; False when the node cannot verify in process (then the go command
-        fetches the version and verifies it)."""
+    def can_verify(self) -> bool:
+        """Whether module files can be checked against the checksum database in process
+        (the first of SumDBs has a verifier key); if not, the go command fetches them."""
+        name = self.verifying_db()
+        return bool(name) and self.db(name) is not None
+
+    async def lookup_hashes(self, module: str, version: str) -> dict[str, str] | None:
+        """The database's proved h1 hashes of module@version ({"zip", "mod"}); None when
+        the node cannot verify in process; HTTPError 404 when the database has no record,
+        502 when its record or tree is refused."""
         name = self.verifying_db()
         db = self.db(name) if name else None
         if db is None:
-            return False
+            return None
         try:
-            want = await db.lookup(module, version)
-            db.verify_hashes(want, mod=body)
-            return True
+            return await db.lookup(module, version)
         except NotFound:
             self.metrics.verification_failures.inc("not_in_database")
             raise HTTPError(404, f"not found: {module}@{version}: not in checksum database "
                                  f"{name}") from None
         except VerificationError as e:
-            self.metrics.verification_failures.inc(e.kind)
-            log.warning(json.dumps({"msg": "verification failed", "module": module,
-                                    "version": version, "kind": e.kind, "error": str(e)}))
-            raise HTTPError(502, f"{module}@{version}: go.mod refused by checksum database"
-                                 f" {name}: {e}") from None
+            raise self._refused(module, version, "record", e) from None
+
+    async def check_hashes(self, module: str, version: str, want: dict[str, str], *,
+                           mod: bytes, zip_path: str | None = None) -> None:
+        """Compare a go.mod (and a zip file) with a lookup_hashes() result, hashing in a
+        thread (a zip may be hundreds of MB); HTTPError 502 "SECURITY ERROR" if any
+        differs."""
+        db = self.db(self.verifying_db())
+        try:
+            await asyncio.to_thread(db.verify_hashes, want, mod=mod, zip_path=zip_path)
+        except VerificationError as e:
+            raise self._refused(module, version, "go.mod" if zip_path is None else "download",
+                                e) from None
+
+    def _refused(self, module: str, version: str, what: str, e: VerificationError) -> HTTPError:
+        """Count, log and word a refusal the way the go command does ("SECURITY ERROR")."""
+        self.metrics.verification_failures.inc(e.kind)
+        log.warning(json.dumps({"msg": "verification failed", "module": module,
+                                "version": version, "kind": e.kind, "error": str(e)}))
+        name = self.verifying_db()
+        why = f"checksum mismatch: {e.msg}" if e.kind == "mismatch" else str(e)
+        return HTTPError(502, f"SECURITY ERROR: {module}@{version}: {what} refused by "
+                              f"checksum database {name}: {why}")
+
+    async def verify_mod(self, module: str, version: str, body: bytes) -> bool:
+        """True when the checksum database vouches for this go.mod; HTTPError when it
+        refuses it; False when the node cannot verify in process (then the go command
+        fetches the version and verifies it)."""
+        want = await self.lookup_hashes(module, version)
+        if want is None:
+            return False
+        await self.check_hashes(module, version, want, mod=body)
+        return True
 
     # --- the /sumdb/<name>/ endpoints -----------------------------------------------------------
     async def supported(self, name: str) -> bool:

@@ -2,8 +2,10 @@
 
 Public modules go to the HTTP proxies of the GOPROXY chain (fetch/http.py); when the
 chain reaches `direct`, and always for PrivatePatterns, the go command answers
-(fetch/gocmd.py). Whole versions (the zip) are fetched with the go command, which
-verifies them against the checksum database before the node stores them.
+(fetch/gocmd.py). Whole versions come over HTTP too (UpstreamFetcher = "http": .info,
+.mod and a streamed .zip, checked here and against the checksum database by the node
+before they are stored) or, with UpstreamFetcher = "gocommand" and where HTTP cannot
+answer, from `go mod download`, which verifies them itself.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from .errors import FetchError, classify
 from .gocmd import GoRunner
 from .http import Answer, HTTPFetcher
 
-__all__ = ["Answer", "FetchError", "Fetcher", "GoRunner", "HTTPFetcher", "classify"]
+__all__ = ["Answer", "FetchError", "Fetcher", "GoRunner", "HTTPFetcher", "InfoMismatchError",
+           "classify"]
 
 LIST_LIMIT = 4 << 20
 INFO_LIMIT = 64 << 10
@@ -78,6 +81,35 @@ class Fetcher:
             return None
         raise self._not_found(a, f"{module}@{modpath.unescape_version(ev)}")
 
+    async def version_info(self, module: str, em: str, version: str, ev: str) -> bytes | None:
+        """The .info of a canonical version over HTTP, as the upstream sent it (stored byte
+        for byte), checked: valid JSON naming exactly this version. None when only
+        `direct` can have it."""
+        what = f"{module}@{version}"
+        a = await self.http.get(f"{em}/@v/{ev}.info", INFO_LIMIT)
+        if a.body is None:
+            if a.direct:
+                return None
+            raise self._not_found(a, what)
+        got = parse_info(a.body, module, what)["Version"]
+        if got != version:
+            raise InfoMismatchError(f"{what}: upstream answered an .info for version {got!r}")
+        return a.body
+
+    async def zip_file(self, module: str, em: str, ev: str, dest: str) -> bool:
+        """The .zip over HTTP, streamed into dest with MaxZipSize enforced while it
+        arrives. False when only `direct` can have it."""
+        limit = self.cfg.max_zip_size
+        too_large = FetchError(404, f"zip too large: more than {limit} bytes (MaxZipSize),"
+                                    " download stopped")
+        a = await self.http.get_file(f"{em}/@v/{ev}.zip", dest, limit, too_large,
+                                     timeout=self.cfg.timeout)
+        if a.status == 200:
+            return True
+        if a.direct:
+            return False
+        raise self._not_found(a, f"{module}@{modpath.unescape_version(ev)}")
+
     async def gomod_from_go(self, module: str, version: str) -> bytes:
         """A go.mod as the go command fetched and verified it (private modules, direct,
         and when the node cannot verify in process)."""
@@ -90,6 +122,13 @@ class Fetcher:
     async def version(self, module: str, version: str, tmp: str) -> dict:
         """The whole version with the go command (files under tmp)."""
         return await self.go.download(module, version, tmp)
+
+
+class InfoMismatchError(FetchError):
+    """An upstream's .info names another version than the one asked for."""
+
+    def __init__(self, msg: str):
+        super().__init__(502, msg)
 
 
 def parse_info(body: bytes, module: str, what: str) -> dict:

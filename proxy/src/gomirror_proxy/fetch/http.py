@@ -1,6 +1,8 @@
 """The HTTP fetcher: GET a protocol path from the proxies of the GOPROXY chain over one
 pooled keep-alive session, with the chain's fall-through rules, bounded retries with
-backoff on 429/5xx and a circuit breaker per upstream."""
+backoff on 429/5xx and a circuit breaker per upstream. Bodies go into memory (`get`) or
+are streamed into a file (`get_file`, for zips), bounded while they arrive; both share
+one chain walk."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ BACKOFF = 0.2  # seconds, doubled per retry
 
 @dataclass
 class Answer:
-    body: bytes | None  # None: no proxy of the chain had it
+    body: bytes | None  # None: no proxy of the chain had it (get_file: always None)
     status: int  # 200, else the not-found status (404/410) the last proxy gave
     direct: bool  # the chain continues with `direct` after the proxies that had nothing
 
@@ -50,7 +52,24 @@ class HTTPFetcher:
             self.metrics.upstream.inc(hop.label, result)
 
     async def get(self, rel: str, limit: int) -> Answer:
-        """GET rel (e.g. "golang.org/x/text/@v/list") from the chain."""
+        """GET rel (e.g. "golang.org/x/text/@v/list") from the chain, into memory."""
+        sink = _BytesSink(limit)
+        a = await self._walk(rel, sink)
+        return Answer(sink.body() if a.status == 200 else None, a.status, a.direct)
+
+    async def get_file(self, rel: str, dest: str, limit: int, too_large: FetchError,
+                       timeout: float | None = None) -> Answer:
+        """GET rel from the chain, streamed into the file dest (a whole zip never sits in
+        memory); more than limit bytes raises too_large as soon as they arrive (a declared
+        Content-Length above limit before any byte is read). Answer.body is None: the data
+        is in dest when status is 200. timeout replaces the session's total timeout for
+        this request (large files take longer than metadata)."""
+        with _FileSink(dest, limit, too_large) as sink:
+            return await self._walk(rel, sink, timeout)
+
+    async def _walk(self, rel: str, sink: _Sink, timeout: float | None = None) -> Answer:
+        """The chain walk every GET shares: `,` falls through on 404/410, `|` on any error,
+        `direct`/`off` end it. Answer.body stays None: the sink holds the data."""
         status = 404
         for hop in self.hops:
             if hop.kind == "off":
@@ -59,42 +78,49 @@ class HTTPFetcher:
                 return Answer(None, status, True)
             if hop.kind == "file":
                 try:
-                    body = await asyncio.to_thread(_read_file, f"{hop.url}/{rel}", limit)
+                    await asyncio.to_thread(sink.copy_from, f"{hop.url}/{rel}")
                     self._count(hop, "ok")
-                    return Answer(body, 200, False)
+                    return Answer(None, 200, False)
                 except OSError:
                     self._count(hop, "not_found")
                     continue
             try:
-                got, st = await self._get_one(hop, rel, limit)
+                st = await self._get_one(hop, rel, sink, timeout)
             except FetchError:
                 if hop.any_error_falls_through:
                     continue
                 raise
-            if got is not None:
-                return Answer(got, 200, False)
+            if st == 200:
+                return Answer(None, 200, False)
             status = st
         return Answer(None, status, False)
 
-    async def _get_one(self, hop: chain.Hop, rel: str, limit: int) -> tuple[bytes | None, int]:
-        """(body, 200) or (None, 404|410); FetchError for anything else."""
+    async def _get_one(self, hop: chain.Hop, rel: str, sink: _Sink,
+                       timeout: float | None) -> int:
+        """200 (the body is in sink) or 404|410; FetchError for anything else."""
         br = self.breakers[hop.url]
         if not br.allow():
             self._count(hop, "circuit_open")
             raise FetchError(502, f"upstream {hop.label}: unreachable (circuit open)")
         url = f"{hop.url}/{rel}"
+        kw = {}
+        if timeout is not None:
+            # A stalled transfer still fails after the session's timeout without data.
+            kw["timeout"] = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 10),
+                                                  sock_read=self.timeout)
         for attempt in range(RETRIES + 1):
             try:
-                async with self.session.get(url) as r:
+                async with self.session.get(url, **kw) as r:
                     if r.status == 200:
-                        body = await _read_bounded(r, limit, hop.label)
+                        sink.reset()
+                        await _read_into(r, sink, hop.label)
                         br.success()
                         self._count(hop, "ok")
-                        return body, 200
+                        return 200
                     if r.status in (404, 410):
                         br.success()
                         self._count(hop, "not_found")
-                        return None, r.status
+                        return r.status
                     retry = r.status == 429 or r.status >= 500
                     err = f"upstream {hop.label} answered {r.status}"
             except (aiohttp.ClientError, TimeoutError) as e:
@@ -124,19 +150,113 @@ class HTTPFetcher:
             return f"{hop.label}: {type(e).__name__}"
 
 
-async def _read_bounded(r: aiohttp.ClientResponse, limit: int, label: str) -> bytes:
+class _Sink:
+    """Where a response body goes, bounded: memory (_BytesSink) or a file (_FileSink)."""
+
+    def reset(self) -> None:
+        """Start over (a retried request, the next hop)."""
+
+    def write(self, chunk: bytes, label: str = "") -> None: ...
+
+    def size(self) -> int: ...
+
+    def finish(self) -> None:
+        """The whole body has arrived."""
+
+    def check_declared(self, length: int | None, label: str) -> None: ...
+
+    def copy_from(self, path: str) -> None:
+        """Fill the sink from a local file (a file:// hop); OSError when absent."""
+
+
+class _BytesSink(_Sink):
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.chunks: list[bytes] = []
+        self.n = 0
+
+    def _too_large(self, label: str) -> FetchError:
+        return FetchError(502, f"upstream {label}: response larger than {self.limit} bytes")
+
+    def reset(self) -> None:
+        self.chunks, self.n = [], 0
+
+    def check_declared(self, length: int | None, label: str) -> None:
+        if length is not None and length > self.limit:
+            raise self._too_large(label)
+
+    def write(self, chunk: bytes, label: str = "") -> None:
+        self.n += len(chunk)
+        if self.n > self.limit:
+            raise self._too_large(label)
+        self.chunks.append(chunk)
+
+    def size(self) -> int:
+        return self.n
+
+    def body(self) -> bytes:
+        return b"".join(self.chunks)
+
+    def copy_from(self, path: str) -> None:
+        self.reset()
+        self.chunks = [_read_file(path, self.limit)]
+        self.n = len(self.chunks[0])
+
+
+class _FileSink(_Sink):
+    """A response body streamed to a file. Writes go straight to the page cache from the
+    event loop (64 KiB at a time, microseconds each); the store makes the file durable
+    when it installs it."""
+
+    def __init__(self, path: str, limit: int, too_large: FetchError):
+        self.path, self.limit, self.too_large = path, limit, too_large
+        self.f = open(path, "wb")  # noqa: SIM115 - closed by __exit__
+        self.n = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.f.close()
+
+    def reset(self) -> None:
+        self.f.seek(0)
+        self.f.truncate()
+        self.n = 0
+
+    def check_declared(self, length: int | None, label: str) -> None:
+        if length is not None and length > self.limit:
+            raise self.too_large
+
+    def write(self, chunk: bytes, label: str = "") -> None:
+        self.n += len(chunk)
+        if self.n > self.limit:
+            raise self.too_large
+        self.f.write(chunk)
+
+    def size(self) -> int:
+        return self.n
+
+    def copy_from(self, path: str) -> None:
+        with open(path, "rb") as src:
+            self.reset()
+            while chunk := src.read(1 << 20):
+                self.write(chunk)
+        self.finish()
+
+    def finish(self) -> None:
+        self.f.flush()
+
+
+async def _read_into(r: aiohttp.ClientResponse, sink: _Sink, label: str) -> None:
     # StreamReader.read(n) returns what has arrived so far, not n bytes: read to the end,
     # bounded, or a body split across TCP segments is stored cut short.
-    chunks, size = [], 0
+    sink.check_declared(r.content_length, label)
     async for chunk in r.content.iter_chunked(1 << 16):
-        size += len(chunk)
-        if size > limit:
-            raise FetchError(502, f"upstream {label}: response larger than {limit} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    if r.content_length is not None and len(body) != r.content_length:
+        sink.write(chunk, label)
+    if r.content_length is not None and sink.size() != r.content_length:
         raise FetchError(502, f"upstream {label}: response cut short")
-    return body
+    sink.finish()
 
 
 def _read_file(path: str, limit: int) -> bytes:

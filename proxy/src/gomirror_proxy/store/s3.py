@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import os
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from .base import FILES, Store, list_body, version_key, versions_in
 from .errors import LockBusyError, StoreError
@@ -36,13 +38,20 @@ class S3Store(Store):
 
         self.bucket = s3cfg.bucket
         self.prefix = (s3cfg.prefix + "/") if s3cfg.prefix else ""
+        # boto3 blocks, so every call runs on a thread. Not asyncio's default executor: it
+        # has min(32, cores + 4) threads (6 on 2 cores) shared with everything else, and
+        # store calls (each one S3 round trip) would queue behind each other and behind
+        # the go-command fetches. Their own pool, with one pooled connection per thread.
+        self.concurrency = s3cfg.max_concurrency
+        self.pool = ThreadPoolExecutor(max_workers=self.concurrency,
+                                       thread_name_prefix="gomirror-s3")
         if client is None:
             kw = {
                 "region_name": s3cfg.region,
                 "config": BotoConfig(
                     s3={"addressing_style": "path" if s3cfg.force_path_style else "auto"},
                     retries={"max_attempts": 3, "mode": "standard"},
-                    max_pool_connections=64,
+                    max_pool_connections=self.concurrency,
                 ),
             }
             if s3cfg.endpoint:
@@ -58,6 +67,11 @@ class S3Store(Store):
 
         self.ClientError = ClientError
         self.BotoCoreError = BotoCoreError
+
+    async def _call(self, fn, /, *args, **kwargs):
+        """fn(*args, **kwargs) on the store's own thread pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, functools.partial(fn, *args, **kwargs))
 
     def _k(self, key: str) -> str:
         return self.prefix + key
@@ -83,7 +97,7 @@ class S3Store(Store):
     async def stat(self, key):
         with self._mapped(key):
             try:
-                r = await asyncio.to_thread(self.s3.head_object, Bucket=self.bucket,
+                r = await self._call(self.s3.head_object, Bucket=self.bucket,
                                             Key=self._k(key))
             except self.ClientError as e:
                 if self._missing(e):
@@ -105,17 +119,17 @@ class S3Store(Store):
             return r["Body"].read()
 
         with self._mapped(key):
-            return await asyncio.to_thread(get)
+            return await self._call(get)
 
     async def stream(self, key, chunk=1 << 20):
         def open_body():
             return self.s3.get_object(Bucket=self.bucket, Key=self._k(key))["Body"]
 
         with self._mapped(key):
-            body = await asyncio.to_thread(open_body)
+            body = await self._call(open_body)
         try:
             while True:
-                data = await asyncio.to_thread(body.read, chunk)
+                data = await self._call(body.read, chunk)
                 if not data:
                     break
                 yield data
@@ -124,13 +138,13 @@ class S3Store(Store):
 
     async def write(self, key, data):
         with self._mapped(key):
-            await asyncio.to_thread(
+            await self._call(
                 self.s3.put_object, Bucket=self.bucket, Key=self._k(key), Body=data
             )
 
     async def delete(self, key):
         with self._mapped(key):
-            await asyncio.to_thread(
+            await self._call(
                 self.s3.delete_object, Bucket=self.bucket, Key=self._k(key)
             )
 
@@ -149,7 +163,7 @@ class S3Store(Store):
 
     async def put_version(self, em, ev, files):
         with self._mapped(version_key(em, ev, "zip")):
-            await asyncio.to_thread(self._put_version_sync, em, ev, files)
+            await self._call(self._put_version_sync, em, ev, files)
 
     def _stored_versions_sync(self, em):
         pag = self.s3.get_paginator("list_objects_v2")
@@ -180,12 +194,12 @@ class S3Store(Store):
         return out
 
     async def catalog(self, after, limit):
-        return await asyncio.to_thread(self._catalog_sync, after, limit)
+        return await self._call(self._catalog_sync, after, limit)
 
     async def check_writable(self):
         key = f".locks/probe-{uuid.uuid4().hex}"
         await self.write(key, b"probe")
-        await asyncio.to_thread(self.s3.delete_object, Bucket=self.bucket, Key=self._k(key))
+        await self._call(self.s3.delete_object, Bucket=self.bucket, Key=self._k(key))
 
     def _lock_key(self, em: str, ev: str) -> str:
         return self._k(".locks/v-" + hashlib.sha256(f"{em}@{ev}".encode()).hexdigest())
@@ -227,7 +241,7 @@ class S3Store(Store):
     async def lock(self, em, ev, ttl):
         key = self._lock_key(em, ev)
         deadline = time.monotonic() + ttl + 5
-        while (etag := await asyncio.to_thread(self._try_lock, key, ttl)) is None:
+        while (etag := await self._call(self._try_lock, key, ttl)) is None:
             if time.monotonic() > deadline:
                 raise LockBusyError(f"{em}@{ev}")
             await asyncio.sleep(0.2)
@@ -235,5 +249,5 @@ class S3Store(Store):
             yield
         finally:
             with contextlib.suppress(self.ClientError):
-                await asyncio.to_thread(self.s3.delete_object, Bucket=self.bucket, Key=key,
+                await self._call(self.s3.delete_object, Bucket=self.bucket, Key=key,
                                         IfMatch=etag)
