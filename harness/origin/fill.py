@@ -22,6 +22,10 @@ Steps, each skipped when its output already matches the recipe:
    then deterministic: a fresh client needs exactly the tiles of that one tree and
    verifies real signatures.
 
+With `--workload GO.MOD --out DIR --graph-only` the same steps (without the protocol
+cases of step 2) fill another origin from another workload: the benchmark's larger graph
+(`harness/origin/workload-large/go.mod` into `.cache/origin-large/`).
+
 The upstream is read from `go env GOPROXY` at run time; no registry host is written
 into this repository.
 """
@@ -57,6 +61,11 @@ RETRACTING_MODULE = "github.com/gabriel-vasile/mimetype"
 # An archived module (its branch no longer moves) whose branch and commit queries are kept.
 QUERY_MODULE = "github.com/pmezard/go-difflib"
 QUERY_BRANCH = "master"
+# What QUERY_BRANCH resolved to when an upstream last answered the query (the module is
+# archived: the branch no longer moves). Used when the machine's upstream refuses branch
+# and commit queries (some mirrors serve canonical versions only): the origin then
+# answers the queries as a proxy does, with the .info of the version they resolve to.
+QUERY_BRANCH_VERSION = "v1.0.1-0.20181226105442-5d4384ee4fb2"
 # One Go release other than the machine's, fetched by `GOTOOLCHAIN=<it> go ...` through a proxy.
 TOOLCHAIN_GO = "go1.26.9"
 TOOLCHAIN_MODULE = "golang.org/toolchain"
@@ -68,10 +77,12 @@ def log(msg: str) -> None:
     print(f"origin: {msg}", file=sys.stderr, flush=True)
 
 
-def recipe_key() -> str:
+def recipe_key(workload: Path, graph_only: bool) -> str:
     h = hashlib.sha256()
-    h.update(WORKLOAD.read_bytes())
+    h.update(workload.read_bytes())
     h.update(Path(__file__).read_bytes())
+    if graph_only:  # the main origin's key stays the hash of its workload and this file
+        h.update(b"graph-only")
     return h.hexdigest()[:16]
 
 
@@ -139,9 +150,9 @@ def go_output(*args: str) -> str:
     ).stdout.strip()
 
 
-def download_workload(modcache: Path, goproxy: str | None) -> None:
+def download_workload(workload: Path, modcache: Path, goproxy: str | None) -> None:
     with tempfile.TemporaryDirectory(prefix="gomirror-workload-") as tmp:
-        shutil.copy(WORKLOAD, Path(tmp) / "go.mod")
+        shutil.copy(workload, Path(tmp) / "go.mod")
         gopath = Path(tmp) / "gopath"
         subprocess.run(
             ["go", "mod", "download", "-json", "all"],
@@ -176,7 +187,14 @@ def fetch_queries(upstream: str, modcache: Path, goproxy: str) -> tuple[dict, di
     """The upstream's answers to a branch and a commit query, and the version they name."""
     module = QUERY_MODULE
     base = f"{upstream}/{escape_path(module)}/@v"
-    branch_answer = fetch(f"{base}/{QUERY_BRANCH}.info")
+    try:
+        branch_answer = fetch(f"{base}/{QUERY_BRANCH}.info")
+    except urllib.error.HTTPError as e:
+        if e.code not in (403, 404, 410):
+            raise
+        log(f"the upstream refuses the query {module}@{QUERY_BRANCH} ({e.code}); "
+            f"answering it with {QUERY_BRANCH_VERSION}, its recorded resolution")
+        branch_answer = fetch(f"{base}/{QUERY_BRANCH_VERSION}.info")
     branch_info = json.loads(branch_answer)
     canonical = branch_info["Version"]
     match = PSEUDO_REVISION.search(canonical)
@@ -185,7 +203,12 @@ def fetch_queries(upstream: str, modcache: Path, goproxy: str) -> tuple[dict, di
     )
     if not revision:
         sys.exit(f"origin: {module}@{QUERY_BRANCH} is {canonical}, which names no commit")
-    commit_answer = fetch(f"{base}/{revision}.info")
+    try:
+        commit_answer = fetch(f"{base}/{revision}.info")
+    except urllib.error.HTTPError as e:
+        if e.code not in (403, 404, 410):
+            raise
+        commit_answer = branch_answer  # a commit query answers the same .info
     if json.loads(commit_answer)["Version"] != canonical:
         sys.exit(f"origin: {module}@{revision} does not resolve to {canonical}")
     go_json(["mod", "download", "-json", f"{module}@{canonical}"], modcache, goproxy)
@@ -208,6 +231,8 @@ def fetch_toolchain(modcache: Path, goproxy: str) -> dict:
 
 def extra_module_versions(cases: dict) -> list[str]:
     """`module@version` of every case version, for the tile recorder to verify."""
+    if not cases:
+        return []
     retracting, query, toolchain = cases["retracting"], cases["query"], cases["toolchain"]
     return [
         *(f"{retracting['module']}@{v}" for v in retracting["versions"]),
@@ -291,7 +316,7 @@ class Capture:
         return dest.read_bytes()
 
 
-def record_tiles(capture: Capture, extra: list[str]) -> None:
+def record_tiles(capture: Capture, workload: Path, extra: list[str]) -> None:
     """Run fresh go clients through a recorder that serves the tree and keeps tiles."""
     tree = capture.tree
     prefix = f"/sumdb/{SUMDB_NAME}/"
@@ -324,10 +349,11 @@ def record_tiles(capture: Capture, extra: list[str]) -> None:
     try:
         recorder = f"http://127.0.0.1:{server.server_port}"
         with tempfile.TemporaryDirectory(prefix="gomirror-capture-") as tmp:
-            download_workload(Path(tmp) / "modcache", recorder)
+            download_workload(workload, Path(tmp) / "modcache", recorder)
             # Listing a version fetches and verifies its go.mod: the same record, hence
             # the same tiles, as its zip (the toolchain's too), without copying 70 MB.
-            go_json(["list", "-m", "-json", *extra], Path(tmp) / "modcache", recorder)
+            if extra:
+                go_json(["list", "-m", "-json", *extra], Path(tmp) / "modcache", recorder)
     finally:
         server.shutdown()
     tiles = sum(1 for p in (capture.sumdb / "tile").rglob("*") if p.is_file())
@@ -338,44 +364,66 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--cache", type=Path, required=True, help="the harness cache dir")
     parser.add_argument("--force", action="store_true")
+    parser.add_argument("--workload", type=Path, default=WORKLOAD,
+                        help="the go.mod whose graph fills the origin (default: %(default)s)")
+    parser.add_argument("--out", type=Path,
+                        help="the origin directory (tree/, recipe, summary.json); "
+                             "default: CACHE/origin")
+    parser.add_argument("--modcache", type=Path,
+                        help="the persistent module cache to download into; "
+                             "default: CACHE/gomodcache")
+    parser.add_argument("--graph-only", action="store_true",
+                        help="only the workload's graph and its checksum-database records, "
+                             "without the protocol cases (retractions, queries, toolchain)")
     args = parser.parse_args()
 
     cache = args.cache.resolve()
-    tree = cache / "origin" / "tree"
-    stamp = cache / "origin" / "recipe"
-    key = recipe_key()
+    workload = args.workload.resolve()
+    if not workload.is_file():
+        sys.exit(f"origin: --workload {args.workload} is not a file (a go.mod is expected)")
+    out = (args.out or cache / "origin").resolve()
+    # Every go.mod the module cache holds is copied into the tree: one cache per origin.
+    modcache = (args.modcache or cache / "gomodcache").resolve()
+    tree = out / "tree"
+    stamp = out / "recipe"
+    key = recipe_key(workload, args.graph_only)
     if not args.force and stamp.exists() and stamp.read_text().strip() == key:
         log(f"tree is current (recipe {key})")
         return 0
 
     upstream = upstream_proxy()
-    modcache = cache / "gomodcache"
     goproxy = host_goproxy()
-    log("downloading the workload graph")
-    download_workload(modcache, goproxy)
-    log("fetching the protocol cases (retractions, queries, toolchain)")
-    query, query_answers = fetch_queries(upstream, modcache, goproxy)
-    cases = {
-        "retracting": fetch_retracting(upstream, modcache, goproxy),
-        "query": query,
-        "toolchain": fetch_toolchain(modcache, goproxy),
-    }
-    staging = cache / "origin" / "tree.new"
+    log(f"downloading the workload graph of {workload}")
+    download_workload(workload, modcache, goproxy)
+    cases, query_answers, query_dir = {}, {}, None
+    if not args.graph_only:
+        log("fetching the protocol cases (retractions, queries, toolchain)")
+        query, query_answers = fetch_queries(upstream, modcache, goproxy)
+        cases = {
+            "retracting": fetch_retracting(upstream, modcache, goproxy),
+            "query": query,
+            "toolchain": fetch_toolchain(modcache, goproxy),
+        }
+        query_dir = escape_path(query["module"])
+    out.mkdir(parents=True, exist_ok=True)
+    staging = out / "tree.new"
     shutil.rmtree(staging, ignore_errors=True)
     files = copy_tree(modcache, staging)
     for name, answer in query_answers.items():
-        (staging / escape_path(query["module"]) / "@v" / name).write_bytes(answer)
+        (staging / query_dir / "@v" / name).write_bytes(answer)
     log(f"{files} module files, {len(query_answers)} query answers")
     capture = Capture(upstream, staging)
     capture.capture_lookups(module_versions(staging))
-    record_tiles(capture, extra_module_versions(cases))
+    record_tiles(capture, workload, extra_module_versions(cases))
     # Replace the served tree only once the new one is whole.
     shutil.rmtree(tree, ignore_errors=True)
     staging.rename(tree)
     stamp.write_text(key + "\n")
     summary = {"recipe": key, "module_versions": len(module_versions(tree)), **cases}
-    (cache / "origin" / "summary.json").write_text(json.dumps(summary) + "\n")
-    log(f"tree ready: recipe {key}, {summary['module_versions']} module versions")
+    (out / "summary.json").write_text(json.dumps(summary) + "\n")
+    zips = [z.stat().st_size for z in tree.rglob("*.zip") if "sumdb" not in z.parts]
+    log(f"tree ready: recipe {key}, {summary['module_versions']} module versions, "
+        f"{len(zips)} zips ({sum(zips) / 1e6:.1f} MB)")
     return 0
 
 
