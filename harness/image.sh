@@ -28,6 +28,9 @@ deb $security bookworm-security main
 SOURCES
 install -m 0755 "$here/image/apt-proxy-detect" "$rootfs/usr/local/bin/apt-proxy-detect"
 echo 'Acquire::http::Proxy-Auto-Detect "/usr/local/bin/apt-proxy-detect";' > "$rootfs/etc/apt/apt.conf.d/01proxy-detect"
+# A fetch through the apt cache that stalls (seen once: 16 min on an InRelease, its socket
+# in CLOSE_WAIT) times out and is retried instead of holding a scenario past its timeout.
+printf 'Acquire::http::Timeout "60";\nAcquire::Retries "3";\n' > "$rootfs/etc/apt/apt.conf.d/02timeouts"
 # A container needs neither consoles nor udev; an empty machine-id is filled at boot.
 for unit in getty.target console-getty.service systemd-udevd.service systemd-udev-trigger.service \
             systemd-remount-fs.service sys-kernel-debug.mount sys-kernel-tracing.mount; do
