@@ -2,6 +2,9 @@
 
 GOMIRROR_MOLECULE_SCENARIOS (space-separated) picks scenarios; by default all of them.
 Each scenario's full output goes to .cache/run/molecule-NAME.log; a failure shows its tail.
+Every scenario is in this one file, so make test's `-n 2 --dist loadfile` runs them on one
+worker, one after another: two scenarios at once on 2 cores would slow both past their
+timeouts.
 """
 
 from __future__ import annotations
@@ -23,9 +26,6 @@ def scenarios() -> list[str]:
 
 
 @pytest.mark.molecule
-# One worker runs every scenario, in order (make test's `-n 2 --dist loadgroup`): two
-# scenarios at once on 2 cores would slow both past their timeouts.
-@pytest.mark.xdist_group("molecule")
 @pytest.mark.parametrize("scenario", scenarios())
 def test_molecule_scenario(scenario: str):
     assert (REPO / "molecule" / scenario / "molecule.yml").is_file(), f"no scenario {scenario}"
