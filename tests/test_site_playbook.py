@@ -77,6 +77,18 @@ def test_nodes_edges_and_dns_roll_out_in_planned_batches_and_stop_on_a_failure()
         assert play["max_fail_percentage"] == 0
 
 
+
+def _playbook(inventory: Path, playbook: Path, *extra: str, **env_extra: str):
+    """ansible-playbook with the repository's ansible.cfg and no ANSIBLE_INVENTORY from the
+    caller's environment; fails the test with the output's tail unless it succeeds."""
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               **env_extra)
+    env.pop("ANSIBLE_INVENTORY", None)
+    proc = subprocess.run(["ansible-playbook", "-i", str(inventory), str(playbook), *extra],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
+    return proc
+
 def _batches(inventory: Path, tmp_path: Path, *extra: str) -> dict[str, list[list[str]]]:
     """The batches site.yml's own tier plays (their hosts and serial) get from the real
     planning play, printed by a debug task in place of the roles."""
@@ -106,25 +118,7 @@ def _batches(inventory: Path, tmp_path: Path, *extra: str) -> dict[str, list[lis
     probe.write_text(yaml.safe_dump(plays, sort_keys=False))
     password = tmp_path / "password"
     password.write_text(EXAMPLE_VAULT_PASSWORD + "\n")
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    env.pop("ANSIBLE_INVENTORY", None)
-    proc = subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            str(inventory),
-            "--vault-password-file",
-            str(password),
-            str(probe),
-            *extra,
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = _playbook(inventory, probe, "--vault-password-file", str(password), *extra)
     found: dict[str, list[list[str]]] = {}
     for group, hosts in re.findall(r'"msg": "BATCH gomirror_rollout_(\w+) ([^"]*)"', proc.stdout):
         found.setdefault(group, []).append(hosts.split(","))
@@ -178,17 +172,6 @@ def test_the_lab_passes_validate_unchanged(tmp_path):
         if os.environ.get("GOMIRROR_REQUIRE_ORIGIN"):
             raise AssertionError(f"the lab's harness artifacts are missing in {cache} (make setup)")
         pytest.skip(f"the lab's harness artifacts are missing in {cache} (make setup)")
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    env["GOMIRROR_CACHE"] = str(cache)
-    env.pop("ANSIBLE_INVENTORY", None)
     for playbook, extra in (("lab-up.yml", ["--tags", "pki"]), ("validate.yml", ["-v"])):
-        proc = subprocess.run(
-            ["ansible-playbook", "-i", str(LAB), str(REPO / "playbooks" / playbook), *extra],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+        proc = _playbook(LAB, REPO / "playbooks" / playbook, *extra, GOMIRROR_CACHE=str(cache))
     assert re.search(r"topology of \d+ hosts is consistent", proc.stdout), proc.stdout[-2000:]
