@@ -47,6 +47,16 @@ def http(url, *, method="GET", headers=None, timeout=60, data=None):
         return e.code, e.headers, e.read()
 
 
+def wait_for(pred, timeout=60.0, interval=0.05) -> bool:
+    """Poll pred() until it is true (True) or timeout seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(interval)
+    return False
+
+
 def origin_up() -> bool:
     try:
         return http(ORIGIN + "/healthz", timeout=2)[0] == 200

@@ -28,6 +28,7 @@ from proxyhelpers import (
     nodes,
     origin,
     paused_after_cmd,
+    wait_for,
 )
 
 pytestmark = pytest.mark.usefixtures("origin")
@@ -37,15 +38,6 @@ TEXT_ZIP = "/golang.org/x/text/@v/v0.10.0.zip"
 
 def origin_hits(lines, needle):
     return [line for line in lines if f'"GET {needle} ' in line]
-
-
-def wait_for(pred, timeout=60.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(interval)
-    return False
 
 
 def test_100_concurrent_requests_one_fetch(nodes):
@@ -93,6 +85,8 @@ def test_sigkill_during_fetch_leaves_no_half_version(nodes, tmp_path, point):
     assert workdirs
     # The next node (same store) completes the version.
     n2 = nodes(store=store, name="after-crash", extra={"GoGetDir": str(node.dir / "work")})
+    st, _, _ = n2.get("/github.com/mattn/go-isatty/@v/v0.0.19.zip")  # waits for the whole
+    assert st == 200
     st, _, body = n2.get("/github.com/mattn/go-isatty/@v/v0.0.19.info")
     assert st == 200 and json.loads(body)["Version"] == "v0.0.19"
     for ext in ("info", "mod", "zip"):

@@ -202,6 +202,42 @@ def test_cold_download_over_http_verified_by_the_go_client(nodes, go_log):
     assert leftover_temp(node) == []
 
 
+def test_a_cold_info_is_answered_before_its_zip_is_verified_and_kept_by_no_cache(
+        nodes, upstream):
+    # The go command asks for every .info of its build list before its first zip: a cold
+    # .info is answered as soon as the upstream's .info arrives, the zip (here ~2 s on the
+    # wire) still streaming. Nothing is stored until the whole version is verified.
+    zip_size = len(origin_file(REFLECT2 + ".zip"))
+    up = upstream(slow={REFLECT2 + ".zip": zip_size // 2})
+    node = nodes(upstream=up.url, extra=ORIGIN_SUMDB)
+    t0 = time.monotonic()
+    st, h, body = node.get(REFLECT2 + ".info")
+    assert st == 200 and body == origin_file(REFLECT2 + ".info")
+    assert time.monotonic() - t0 < 1.5, "the .info waited for the zip"
+    assert h["Cache-Control"] == "no-store"
+    assert not (node.store / f"{REFLECT2.lstrip('/')}.info").exists()
+    # The zip request joins the fetch already running (one upstream zip transfer).
+    st, _, body = node.get(REFLECT2 + ".zip")
+    assert st == 200 and body == origin_file(REFLECT2 + ".zip")
+    assert up.asked(REFLECT2 + ".zip") == 1 and up.asked(REFLECT2 + ".info") == 1
+    st, h, body = node.get(REFLECT2 + ".info")  # stored whole now: immutable
+    assert st == 200 and body == origin_file(REFLECT2 + ".info")
+    assert h["Cache-Control"].endswith("immutable")
+
+
+def test_a_cold_info_answered_early_does_not_let_a_tampered_zip_in(nodes, upstream):
+    bad = rezip(origin_file(REFLECT2 + ".zip"), lambda name, data: data + b"\n"
+                if name.endswith("/reflect2.go") else data)
+    up = upstream(override={REFLECT2 + ".zip": bad})
+    node = nodes(upstream=up.url, extra=ORIGIN_SUMDB)
+    st, h, body = node.get(REFLECT2 + ".info")
+    assert st == 200 and h["Cache-Control"] == "no-store"
+    st, _, body = node.get(REFLECT2 + ".zip")
+    assert st == 502 and body.startswith(b"SECURITY ERROR"), body
+    assert_not_stored(node, REFLECT2)
+    assert node.metric("gomirror_proxy_verification_failures_total", kind="mismatch") == 1
+
+
 def test_a_tampered_zip_is_refused_before_the_client_sees_bytes(nodes, upstream, tmp_path):
     good = origin_file(REFLECT2 + ".zip")
     # One byte changed inside one file: a valid module zip, the wrong content.

@@ -10,7 +10,15 @@ import pytest
 from verifyhelpers import origin_module_files
 
 from gomirror_proxy.modpath import unescape_path, unescape_version
-from gomirror_proxy.verify.zipcheck import MAX_GOMOD, ZipCheckError, check_zip, fold_key
+from gomirror_proxy.verify.dirhash import hash_zip
+from gomirror_proxy.verify.zipcheck import (
+    MAX_GOMOD,
+    ZipCheckError,
+    check_zip,
+    fold_key,
+    fold_runes,
+    inspect_zip,
+)
 
 MOD = "example.com/m"
 VER = "v1.2.3"
@@ -43,6 +51,36 @@ def test_every_origin_zip_passes_and_its_gomod_equals_the_mod_file():
             with_gomod += 1
             assert got == gomod, key
     assert with_gomod >= 20
+
+
+def test_the_checked_read_gives_the_h1_of_every_origin_zip():
+    # inspect_zip hashes while it checks (one read); it must agree with dirhash.hash_zip,
+    # which the go.sum lines of the real checksum database were tested against.
+    zips = [(k, p) for k, p in origin_module_files(".zip") if p.stat().st_size < 4 << 20]
+    assert len(zips) >= 30
+    for key, path in zips:
+        module, version = key.rsplit("@", 1)
+        facts = inspect_zip(str(path), unescape_path(module), unescape_version(version),
+                            max_size=LIMIT, gomod=None)
+        assert facts.h1 == hash_zip(str(path)), key
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")  # the duplicate is the point
+def test_the_checked_read_hashes_directory_entries_as_the_go_command_does(tmp_path):
+    # HashZip lists every entry, directories and the bare prefix included, a duplicated
+    # directory name twice (with the last entry's contents).
+    z = make_zip(tmp_path, [(PREFIX, b""), (PREFIX + "a/", b""),
+                            (PREFIX + "a/b.go", b"package a\n"), (PREFIX + "a/", b"x"),
+                            (PREFIX + "go.mod", GOMOD)])
+    facts = inspect_zip(z, MOD, VER, max_size=LIMIT, gomod=GOMOD)
+    assert facts.gomod == GOMOD
+    assert facts.h1 == hash_zip(z)
+
+
+def test_fold_key_of_ascii_is_the_rune_by_rune_fold():
+    every_ascii = "".join(chr(c) for c in range(128))
+    assert fold_key(every_ascii) == fold_runes(every_ascii)
+    assert fold_key("Go.MOD") == fold_runes("Go.MOD") == "go.mod"
 
 
 def test_valid_zip_returns_its_gomod(tmp_path):

@@ -144,6 +144,13 @@ class Handler:
         try:
             if ext == "mod":
                 await node.ensure_mod(module, em, version, ev)
+            elif ext == "info":
+                early = await node.early_version_info(module, em, version, ev)
+                if early is not None:
+                    # Not yet stored (the zip is still being verified): no cache keeps it.
+                    request["bytes"] = len(early)
+                    return web.Response(body=early, headers={
+                        "Cache-Control": CC_NOSTORE, "Content-Type": CONTENT_TYPES[ext]})
             else:
                 await node.ensure_version(module, em, version, ev)
         except FetchError as e:

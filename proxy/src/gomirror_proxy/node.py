@@ -21,7 +21,7 @@ from .metrics import Metrics
 from .storage import LockBusyError, Store, version_key
 from .sumdbproxy import SumDBProxy
 from .ttlcache import TTLCache
-from .verify import ZipCheckError, check_zip
+from .verify import ZipCheckError, inspect_zip
 
 log = logging.getLogger("gomirror_proxy")
 
@@ -40,6 +40,9 @@ class Node:
         self.fetcher = Fetcher(cfg, self.metrics)
         self.sumdb = SumDBProxy(cfg, store, self.metrics)
         self.inflight: dict[tuple[str, str], asyncio.Future] = {}
+        # (em, ev) -> the upstream's checked .info while its whole version is fetched:
+        # what a cold .info request is answered with before the zip is verified.
+        self.early_info: dict[tuple[str, str], asyncio.Future] = {}
         self.answers = TTLCache(LIST_MEMORY)  # upstream lists, @latest, query answers
         self.not_found = TTLCache(cfg.not_found_cache_entries)
         self.proto_sem = asyncio.Semaphore(cfg.protocol_workers)
@@ -120,7 +123,40 @@ class Node:
         self._remembered((em, ev))
         await self.single_flight((em, ev), lambda: self._fetch(module, em, version, ev))
 
+    async def early_version_info(self, module: str, em: str, version: str,
+                                 ev: str) -> bytes | None:
+        """A cold .info: the upstream's .info as soon as it is fetched and names this
+        version, while the rest of the version is fetched and verified (the go command
+        asks for every .info of its build list before the first zip, so waiting for each
+        whole version here would serialise them all). None when the whole version is
+        stored first (serve it from the store); FetchError when the fetch fails first.
+        Nothing is stored early: the version enters the store whole and verified."""
+        key = (em, ev)
+        self._remembered(key)
+        early = self.early_info.get(key)
+        if early is None:
+            early = self.early_info[key] = asyncio.get_running_loop().create_future()
+        flight = asyncio.ensure_future(
+            self.single_flight(key, lambda: self._fetch(module, em, version, ev)))
+        try:
+            await asyncio.wait({flight, early}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not flight.done():
+                flight.cancel()  # only this wait: single_flight shields the fetch itself
+        if flight.done() and not flight.cancelled():
+            if self.early_info.get(key) is early and not early.done():
+                del self.early_info[key]  # made after the flight had cleaned up
+            flight.result()  # raises the fetch's error
+            return None
+        return early.result()
+
     async def _fetch(self, module, em, version, ev):
+        try:
+            return await self._fetch_whole(module, em, version, ev)
+        finally:
+            self.early_info.pop((em, ev), None)
+
+    async def _fetch_whole(self, module, em, version, ev):
         try:
             async with self.store.lock(em, ev, self.cfg.lock_ttl):
                 if await self.store.has_version(em, ev):
@@ -168,6 +204,9 @@ class Node:
             raise self._refused(module, version, "info", str(e)) from None
         if info is None:
             return None
+        early = self.early_info.get((em, ev))
+        if early is not None and not early.done():
+            early.set_result(info)
         zip_path = os.path.join(tmp, "zip")
         stored_mod = await self.store.read(version_key(em, ev, "mod"))
 
@@ -184,9 +223,9 @@ class Node:
                 mod(), self.fetcher.zip_file(module, em, ev, zip_path), want())
             if body is None or not have_zip:
                 return None
-            try:
-                await asyncio.to_thread(check_zip, zip_path, module, version,
-                                        max_size=ZIP_CONTENTS_LIMIT, gomod=body)
+            try:  # one read of the zip: the go command's rules and its h1 hash
+                facts = await asyncio.to_thread(inspect_zip, zip_path, module, version,
+                                                max_size=ZIP_CONTENTS_LIMIT, gomod=body)
             except ZipCheckError as e:
                 raise self._refused(module, version, "zip_check",
                                     f"{what}: invalid module zip: {e}") from None
@@ -194,7 +233,7 @@ class Node:
                 if hashes is None:  # the verifier went away: never store unverified data
                     return None
                 await self.sumdb.check_hashes(module, version, hashes, mod=body,
-                                              zip_path=zip_path)
+                                              zip_hash=facts.h1)
         except HTTPError as e:  # from the checksum database: counted and logged there
             raise FetchError(e.status, e.msg) from None
         files = {"info": os.path.join(tmp, "info"), "mod": os.path.join(tmp, "mod"),

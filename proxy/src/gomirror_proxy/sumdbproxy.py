@@ -10,7 +10,6 @@ they are held in bounded memory for a short time, never stored.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -161,15 +160,14 @@ class SumDBProxy:
             raise self._refused(module, version, "record", e) from None
 
     async def check_hashes(self, module: str, version: str, want: dict[str, str], *,
-                           mod: bytes, zip_path: str | None = None) -> None:
-        """Compare a go.mod (and a zip file) with a lookup_hashes() result, hashing in a
-        thread (a zip may be hundreds of MB); HTTPError 502 "SECURITY ERROR" if any
-        differs."""
+                           mod: bytes, zip_hash: str | None = None) -> None:
+        """Compare a go.mod (and a zip's h1, computed while the zip was checked) with a
+        lookup_hashes() result; HTTPError 502 "SECURITY ERROR" if any differs."""
         db = self.db(self.verifying_db())
         try:
-            await asyncio.to_thread(db.verify_hashes, want, mod=mod, zip_path=zip_path)
+            db.verify_hashes(want, mod=mod, zip_hash=zip_hash)
         except VerificationError as e:
-            raise self._refused(module, version, "go.mod" if zip_path is None else "download",
+            raise self._refused(module, version, "go.mod" if zip_hash is None else "download",
                                 e) from None
 
     def _refused(self, module: str, version: str, what: str, e: VerificationError) -> HTTPError:

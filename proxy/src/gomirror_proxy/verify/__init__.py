@@ -9,7 +9,7 @@ from gomirror_proxy.verify.checksumdb import ChecksumDB
 from gomirror_proxy.verify.dirhash import DirHashError, hash_gomod, hash_zip
 from gomirror_proxy.verify.errors import NotFound, VerificationError
 from gomirror_proxy.verify.treehead import TreeHeadState
-from gomirror_proxy.verify.zipcheck import ZipCheckError, check_zip
+from gomirror_proxy.verify.zipcheck import ZipCheckError, ZipFacts, check_zip, inspect_zip
 
 __all__ = [
     "ChecksumDB",
@@ -18,7 +18,9 @@ __all__ = [
     "TreeHeadState",
     "VerificationError",
     "ZipCheckError",
+    "ZipFacts",
     "check_zip",
     "hash_gomod",
     "hash_zip",
+    "inspect_zip",
 ]

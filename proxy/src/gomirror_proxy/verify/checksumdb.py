@@ -148,17 +148,27 @@ class ChecksumDB:
         return True
 
     def verify_hashes(
-        self, want: dict[str, str], *, mod: bytes | None = None, zip_path: str | None = None
+        self,
+        want: dict[str, str],
+        *,
+        mod: bytes | None = None,
+        zip_path: str | None = None,
+        zip_hash: str | None = None,
     ) -> None:
-        """Compare the h1 hashes of a .mod's bytes and/or a zip file with `want` (a
-        lookup() result); raise VerificationError("mismatch") if any differs."""
+        """Compare the h1 hashes of a .mod's bytes and/or a zip (a file, or the h1 its
+        checked read computed: zipcheck.inspect_zip) with `want` (a lookup() result);
+        raise VerificationError("mismatch") if any differs."""
         checks = []
         if mod is not None:
             checks.append(("mod", "go.mod", lambda: hash_gomod(mod)))
+        if zip_path is not None and zip_hash is not None:
+            raise ValueError("verify_hashes takes zip_path= or zip_hash=, not both")
         if zip_path is not None:
             checks.append(("zip", "zip", lambda: hash_zip(zip_path)))
+        if zip_hash is not None:
+            checks.append(("zip", "zip", lambda: zip_hash))
         if not checks:
-            raise ValueError("verify_hashes needs mod= and/or zip_path=")
+            raise ValueError("verify_hashes needs mod= and/or zip_path= or zip_hash=")
         for key, what, compute in checks:
             expected = want.get(key)
             try:

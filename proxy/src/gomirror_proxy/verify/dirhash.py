@@ -31,16 +31,28 @@ def zip_entry_name(info: zipfile.ZipInfo) -> bytes:
     return info.orig_filename.encode(encoding, "surrogateescape")
 
 
-def _summary_hash(entries: Iterable[tuple[bytes, Callable[[], Iterable[bytes]]]]) -> str:
+def summary_hash(digests: Iterable[tuple[bytes, str]]) -> str:
+    """Hash1 from each file's name and the hex sha256 of its content (for callers that
+    already read the contents, e.g. zipcheck's single pass over a zip)."""
     summary = hashlib.sha256()
-    for name, read_chunks in sorted(entries, key=lambda e: e[0]):
+    for name, hexdigest in sorted(digests, key=lambda e: e[0]):
         if b"\n" in name:
             raise DirHashError(f"file name {name!r} contains a newline; h1 cannot hash it")
+        summary.update(b"%s  %s\n" % (hexdigest.encode(), name))
+    return "h1:" + base64.b64encode(summary.digest()).decode()
+
+
+def _summary_hash(entries: Iterable[tuple[bytes, Callable[[], Iterable[bytes]]]]) -> str:
+    def digest(read_chunks: Callable[[], Iterable[bytes]]) -> str:
         content = hashlib.sha256()
         for chunk in read_chunks():
             content.update(chunk)
-        summary.update(b"%s  %s\n" % (content.hexdigest().encode(), name))
-    return "h1:" + base64.b64encode(summary.digest()).decode()
+        return content.hexdigest()
+
+    for name, _ in entries:  # refuse before reading anything
+        if b"\n" in name:
+            raise DirHashError(f"file name {name!r} contains a newline; h1 cannot hash it")
+    return summary_hash((name, digest(read)) for name, read in entries)
 
 
 def hash_gomod(data: bytes) -> str:

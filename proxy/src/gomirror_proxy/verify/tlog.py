@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -354,12 +355,38 @@ def tile_for_index(h: int, index: int) -> tuple[Tile, int, int]:
     return tile, (n << level) * HASH_SIZE, ((n + 1) << level) * HASH_SIZE
 
 
+_TILE_ROOTS: OrderedDict[bytes, bytes] = OrderedDict()  # sha256(data) -> tile_hash(data)
+_TILE_ROOTS_MAX = 4096
+_TILE_ROOTS_MIN = 16 * HASH_SIZE  # smaller subtrees are cheaper to hash than to look up
+
+
 def tile_hash(data: bytes) -> bytes:
-    """Root of the complete subtree whose bottom hashes are `data` (2**k hashes)."""
-    if len(data) == HASH_SIZE:
-        return data
-    half = len(data) // 2
-    return node_hash(tile_hash(data[:half]), tile_hash(data[half:]))
+    """Root of the complete subtree whose bottom hashes are `data` (2**k hashes).
+
+    Every proof re-reads the same few tiles (the tree's right edge, the upper levels), so
+    roots of larger subtrees are remembered by the SHA-256 of their data: a pure function
+    of the bytes, and no weaker than the Merkle tree itself, which also stands on
+    SHA-256's collision resistance."""
+    if len(data) < _TILE_ROOTS_MIN:
+        return _subtree_root(data)
+    key = hashlib.sha256(data).digest()
+    root = _TILE_ROOTS.get(key)
+    if root is None:
+        root = _subtree_root(data)
+        _TILE_ROOTS[key] = root
+        if len(_TILE_ROOTS) > _TILE_ROOTS_MAX:
+            _TILE_ROOTS.popitem(last=False)
+    else:
+        _TILE_ROOTS.move_to_end(key)
+    return root
+
+
+def _subtree_root(data: bytes) -> bytes:
+    """tile_hash without memory: pairwise, level by level."""
+    level = [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
+    while len(level) > 1:
+        level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+    return level[0]
 
 
 def hash_from_tile(tile: Tile, data: bytes, index: int) -> bytes:

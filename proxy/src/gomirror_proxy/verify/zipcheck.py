@@ -4,17 +4,21 @@ A zip from an upstream is untrusted: before it enters the store every entry must
 under "<module>@<version>/", have a file path the go command accepts, not collide with
 another under case folding, and the uncompressed contents must stay within the limits.
 Sizes are checked twice: the central directory's declared sizes first (cheap refusal),
-then the bytes really produced while decompressing (the directory can lie).
+then the bytes really produced while decompressing (the directory can lie). That one
+decompression also yields the zip's h1 hash (inspect_zip), so a fetched zip is read once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import struct
 import unicodedata
 import zipfile
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from gomirror_proxy.modpath import (
     _WINDOWS_RESERVED,
@@ -23,11 +27,12 @@ from gomirror_proxy.modpath import (
     check_path,
     check_version,
 )
-from gomirror_proxy.verify.dirhash import zip_entry_name
+from gomirror_proxy.verify.dirhash import summary_hash, zip_entry_name
 
 MAX_GOMOD = 16 << 20  # x/mod/zip MaxGoMod
 MAX_LICENSE = 16 << 20  # x/mod/zip MaxLICENSE
 _FILE_PUNCT = "!#$%&()+,-.=@[]^_{}~ "
+_ASCII_ELEMENT_OK = re.compile(r"[A-Za-z0-9!#$%&()+,\-.=@\[\]^_{}~ ]*")  # _file_name_char_ok
 _CHUNK = 1 << 16
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # APPNOTE 4.3.7: ends with name, extra lengths
 
@@ -62,9 +67,10 @@ def check_file_path(path: str) -> None:
             raise ZipCheckError(f"file path {path!r}: invalid path element {elem!r}")
         if elem.endswith("."):
             raise ZipCheckError(f"file path {path!r}: trailing dot in path element")
-        for c in elem:
-            if not _file_name_char_ok(c):
-                raise ZipCheckError(f"file path {path!r}: invalid char {c!r}")
+        if not (elem.isascii() and _ASCII_ELEMENT_OK.fullmatch(elem)):
+            for c in elem:
+                if not _file_name_char_ok(c):
+                    raise ZipCheckError(f"file path {path!r}: invalid char {c!r}")
         short = elem.split(".", 1)[0]
         if short.upper() in _WINDOWS_RESERVED:
             raise ZipCheckError(f"file path {path!r}: {short!r} is reserved on Windows")
@@ -77,6 +83,15 @@ def fold_key(s: str) -> str:
     approximated by the single-rune upper/lower mappings (multi-rune mappings such as
     "ß" -> "SS" are not simple folds and are left out, as in Go).
     """
+    if s.isascii():
+        # An ASCII letter's orbit is its two cases (no other single-rune mapping reaches
+        # it from ASCII), so fold_runes would give exactly this; paths are mostly ASCII.
+        return s.lower()
+    return fold_runes(s)
+
+
+def fold_runes(s: str) -> str:
+    """fold_key rune by rune (any string)."""
     out = []
     for c in s:
         candidates = {c}
@@ -110,13 +125,14 @@ class _Collisions:
                 raise ZipCheckError(f"entry {path!r} is both a file and a directory")
             elif not is_dir:
                 raise ZipCheckError(f"multiple entries for file {path!r}")
+            else:
+                return  # a directory already recorded: so are its parents
             if "/" not in path:
                 return
             path, is_dir = path.rsplit("/", 1)[0], True
 
 
-def _entry_name(info: zipfile.ZipInfo) -> str:
-    raw = zip_entry_name(info)
+def _entry_name(info: zipfile.ZipInfo, raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -128,14 +144,14 @@ def _file_limit(name: str) -> int | None:
 
 
 def _check_entries(
-    infos: list[zipfile.ZipInfo], prefix: str, max_size: int
+    infos: list[zipfile.ZipInfo], raw_names: dict[int, bytes], prefix: str, max_size: int
 ) -> list[tuple[zipfile.ZipInfo, str]]:
     """Name and declared-size checks; returns the file entries with their module paths."""
     collisions = _Collisions()
     total = 0
     files = []
     for info in infos:
-        full = _entry_name(info)
+        full = _entry_name(info, raw_names[id(info)])
         if not full.startswith(prefix):
             raise ZipCheckError(f"entry {full!r} does not have prefix {prefix!r}")
         name = full[len(prefix) :]
@@ -220,16 +236,22 @@ def _inflate_bounded(f, info: zipfile.ZipInfo, name: str, bound: int) -> Iterato
 
 
 def _read_checked(
-    path: str, files: list[tuple[zipfile.ZipInfo, str]], max_size: int
-) -> bytes | None:
-    """Decompress every file, bounding the real output; returns the root go.mod's bytes."""
+    path: str, files: list[tuple[zipfile.ZipInfo, str]], others: list[zipfile.ZipInfo],
+    raw_names: dict[int, bytes], max_size: int,
+) -> tuple[bytes | None, dict[bytes, str]]:
+    """Decompress every entry once, bounding the real output: the root go.mod's bytes and
+    the hex sha256 of each entry's contents by stored name (what h1 hashes). `others` are
+    the entries that are not files (directories, the bare prefix): the go command's
+    HashZip reads those too, so they are hashed, bounded by their declared sizes."""
     total = 0
     gomod = None
+    digests: dict[bytes, str] = {}
     with open(path, "rb") as f:
         for info, name in files:
             limit = _file_limit(name)
             size = 0
             crc = 0
+            content = hashlib.sha256()
             keep = bytearray() if name == "go.mod" else None
             try:
                 for chunk in _inflate_bounded(f, info, name, info.file_size):
@@ -243,6 +265,7 @@ def _read_checked(
                         )
                     if limit is not None and size > limit:
                         raise ZipCheckError(f"{name} file too large (max size is {limit} bytes)")
+                    content.update(chunk)
                     if keep is not None:
                         keep += chunk
             except zlib.error as e:
@@ -253,20 +276,51 @@ def _read_checked(
                 )
             if crc != info.CRC:
                 raise ZipCheckError(f"entry {name!r}: CRC-32 mismatch")
+            digests[raw_names[id(info)]] = content.hexdigest()
             if keep is not None:
                 gomod = bytes(keep)
-    return gomod
+        for info in others:
+            name = info.orig_filename
+            if info.file_size > max_size - total:
+                raise ZipCheckError(f"entry {name!r}: declared size too large")
+            content = hashlib.sha256()
+            try:
+                for chunk in _inflate_bounded(f, info, name, info.file_size):
+                    content.update(chunk)
+                    total += len(chunk)
+            except zlib.error as e:
+                raise ZipCheckError(f"entry {name!r}: corrupt deflate data: {e}") from None
+            # Duplicated names: Go's HashZip opens by name, so the last entry counts.
+            digests[raw_names[id(info)]] = content.hexdigest()
+    return gomod, digests
+
+
+@dataclass(frozen=True)
+class ZipFacts:
+    """What checking a module zip established: its root go.mod (None when it has none)
+    and its h1 hash (the go.sum line's, computed in the same pass)."""
+
+    gomod: bytes | None
+    h1: str
 
 
 def check_zip(
     path: str, module: str, version: str, *, max_size: int, gomod: bytes | None
 ) -> bytes | None:
     """Check the module zip at `path` for module@version; raise ZipCheckError if invalid.
+    Returns the zip's root go.mod bytes, or None when the zip has none (see inspect_zip)."""
+    return inspect_zip(path, module, version, max_size=max_size, gomod=gomod).gomod
+
+
+def inspect_zip(
+    path: str, module: str, version: str, *, max_size: int, gomod: bytes | None
+) -> ZipFacts:
+    """Check the module zip at `path` for module@version and hash it, in one read.
 
     max_size bounds both the zip file and the total uncompressed contents (the go
     command uses 500 MiB). If `gomod` is given and the zip has a root go.mod, the two
     must be byte-equal (a version's .mod file is its zip's go.mod).
-    Returns the zip's root go.mod bytes, or None when the zip has none.
+    Raises ZipCheckError if the zip is invalid.
     """
     if max_size <= 0:
         raise ZipCheckError(f"max_size must be a positive number of bytes, not {max_size!r}")
@@ -286,8 +340,14 @@ def check_zip(
         raise ZipCheckError(f"not a readable zip file: {e}") from None
     with zf:
         infos = zf.infolist()
-    files = _check_entries(infos, f"{module}@{version}/", max_size)
-    zip_gomod = _read_checked(path, files, max_size)
+    # Raw stored names (zip_entry_name): what Go's archive/zip sees and h1 hashes.
+    raw_names = {id(info): zip_entry_name(info) for info in infos}
+    files = _check_entries(infos, raw_names, f"{module}@{version}/", max_size)
+    checked = {id(info) for info, _ in files}
+    others = [info for info in infos if id(info) not in checked]
+    zip_gomod, digests = _read_checked(path, files, others, raw_names, max_size)
     if gomod is not None and zip_gomod is not None and zip_gomod != gomod:
         raise ZipCheckError(f"go.mod in the zip differs from {module}@{version}.mod")
-    return zip_gomod
+    # One summary line per entry, as HashZip lists z.File (duplicated names twice).
+    h1 = summary_hash((raw_names[id(i)], digests[raw_names[id(i)]]) for i in infos)
+    return ZipFacts(zip_gomod, h1)
