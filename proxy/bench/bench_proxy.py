@@ -6,10 +6,13 @@ pinned gin workload of the hermetic origin and the larger bench-only origin fill
 `make origin-large`), with an empty client module cache:
   a. `go mod download all` straight from the origin, through an empty node, through a warm
      node, and from GOPROXY=file:// of the origin tree (the limit);
-  b. the same with the origin's link capped by tbf inside a network namespace (root only);
+  b. the same with the origin's link capped by tbf inside a network namespace (root only),
+     at each rate of --shaped-rates (a sweep: the warm node's gain over a capped link is
+     bounded by how long the client itself takes to unpack, so it depends on the rate);
   c. the cold run with `UpstreamFetcher = "gocommand"` (what the HTTP fetcher bought);
-then store hits (wrk: the node as deployed, with its nginx front, vs nginx on the same
-files) and the node's peak RSS (cold run of the largest graph, and 50 concurrent misses).
+Warm nodes are measured as proxy_node deploys them: behind their nginx front. Then store
+hits (wrk: the node as deployed, vs nginx on the same files) and the node's peak RSS
+(cold run of the largest graph, and 50 concurrent misses).
 The result replaces the bench-proxy section of the report file (markdown).
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -27,6 +31,7 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import front
@@ -98,12 +103,33 @@ class Bench:
                         "seconds": seconds})
         return seconds
 
-    def warm_node(self, workload: Path, upstream: str, hit_log_socket: str | None = None
-                  ) -> tuple[servers.Server, Path]:
+    def warm_node(self, workload: Path, upstream: str) -> Warm:
+        """A node filled with WORKLOAD's graph, as proxy_node deploys it: behind its nginx
+        front (hits from the store's files, misses to the node) when the front renders."""
         workdir = self.dir("warm-node")
-        node = self.serve(servers.start_node(workdir, upstream, hit_log_socket=hit_log_socket))
-        gorun.download_all(workload, node.url)  # fills its store; not timed
-        return node, workdir / "store"
+        no_front = front.available()
+        socket = None if no_front else str(workdir / "hit.sock")
+        node = self.serve(servers.start_node(workdir, upstream, hit_log_socket=socket))
+        store = workdir / "store"
+        if no_front:
+            warm = Warm(node, store, node.url, 1, f"the node's own port ({no_front})")
+        else:
+            fr, workers = front.start_front(self.dir("front"), store, node.url, socket)
+            self.serve(fr)
+            warm = Warm(node, store, fr.url, workers,
+                        f"the role's nginx front ({front.TEMPLATE.name} with the role's "
+                        f"defaults, {workers} workers) before the node")
+        gorun.download_all(workload, warm.url)  # fills its store; not timed
+        return warm
+
+
+@dataclass
+class Warm:
+    node: servers.Server
+    store: Path
+    url: str  # what clients use: the front, else the node itself
+    workers: int  # processes serving hits
+    how: str
 
 
 def concurrent_misses(bench: Bench, tree: Path, upstream: str) -> dict:
@@ -134,33 +160,23 @@ def concurrent_misses(bench: Bench, tree: Path, upstream: str) -> dict:
             "self": sampler.peak_self, "tree": sampler.peak_tree, "seconds": seconds}
 
 
-def hit_rows(bench: Bench, node: servers.Server, store: Path, socket: str | None, a) -> dict:
+def hit_rows(bench: Bench, warm: Warm, a) -> dict:
     """wrk on each hit file: the node as deployed, its backend port, nginx on the same files."""
     for _, path, _ in hits.HIT_FILES:
-        if not (store / path.lstrip("/")).is_file():
+        if not (warm.store / path.lstrip("/")).is_file():
             raise RuntimeError(f"hit file {path} is not in the warm node's store")
-    no_front = front.available() if socket else "the node was started without HitLogSocket"
-    if no_front:
-        url, workers = node.url, 1  # the node serves from one process
-        how = f"the node's own port ({no_front})"
-    else:
-        fr, workers = front.start_front(bench.dir("front"), store, node.url, socket)
-        bench.serve(fr)
-        url = fr.url
-        how = (f"the role's nginx front ({front.TEMPLATE.name} with the role's defaults, "
-               f"{workers} workers) before the node")
-    static = bench.serve(servers.start_static_nginx(bench.dir("hit-nginx"), store,
-                                                    workers=workers,
+    static = bench.serve(servers.start_static_nginx(bench.dir("hit-nginx"), warm.store,
+                                                    workers=warm.workers,
                                                     probe=hits.HIT_FILES[0][1]))
     rows = []
     for label, path, goal in hits.HIT_FILES:
         row = {"label": label, "goal": goal,
-               "node": hits.wrk(url + path, a.duration, a.connections),
+               "node": hits.wrk(warm.url + path, a.duration, a.connections),
                "nginx": hits.wrk(static.url + path, a.duration, a.connections)}
-        if url != node.url:
-            row["backend"] = hits.wrk(node.url + path, a.duration, a.connections)
+        if warm.url != warm.node.url:
+            row["backend"] = hits.wrk(warm.node.url + path, a.duration, a.connections)
         rows.append(row)
-    return {"rows": rows, "node_how": how, "workers": workers,
+    return {"rows": rows, "node_how": warm.how, "workers": warm.workers,
             "connections": a.connections, "duration": a.duration}
 
 
@@ -178,13 +194,34 @@ def measure(bench: Bench, graph: dict, case: str, gocmd: str | None, rss: list |
         return gorun.download_all(w, f"file://{graph['tree']}")
     if case == "node_cold_gocmd":
         return bench.cold_node(w, graph["origin"], gocmd)
-    if case == "shaped_straight":
-        return gorun.download_all(w, graph["shaped_origin"])
-    if case == "shaped_node_cold":
-        return bench.cold_node(w, graph["shaped_origin"], None)
-    if case == "shaped_node_warm":
-        return gorun.download_all(w, graph["shaped_warm"].url)
+    kind, _, rate = case.partition("@")  # capped-link cases: "<kind>@<rate>"
+    shaped = graph["shaped"][rate]
+    if kind == "shaped_straight":
+        return gorun.download_all(w, shaped["origin"])
+    if kind == "shaped_node_cold":
+        return bench.cold_node(w, shaped["origin"], None)
+    if kind == "shaped_node_warm":
+        return gorun.download_all(w, shaped["warm"].url)
     raise ValueError(case)
+
+
+def shaped_plan(spec: str, names: list[str]) -> list[tuple[str, list[str]]]:
+    """--shaped-rates "40mbit:all,10mbit:pinned" -> [(rate, graphs run at it)], limited to
+    the graphs of this run."""
+    plan = []
+    for item in spec.split(","):
+        rate, sep, graphs = item.partition(":")
+        if not sep or not re.fullmatch(r"\d+(k|m|g)?bit", rate):
+            sys.exit(f"--shaped-rates: {item!r} is not RATE:GRAPHS (e.g. 10mbit:pinned)")
+        wanted = names if graphs == "all" else graphs.split("+")
+        unknown = [w for w in wanted if w not in GRAPHS]
+        if unknown:
+            sys.exit(f"--shaped-rates: unknown graph {unknown[0]!r} "
+                     f"(allowed: all, {', '.join(GRAPHS)})")
+        run_here = [n for n in names if n in wanted]
+        if run_here:
+            plan.append((rate, run_here))
+    return plan
 
 
 def run(a, tmp: Path, stack: ExitStack) -> dict:
@@ -202,7 +239,8 @@ def run(a, tmp: Path, stack: ExitStack) -> dict:
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine(), "rounds": a.rounds, "graphs": {},
-        "shaped": {"how": "tbf " + " ".join(shaping.TBF) + " on the origin's veth"},
+        "shaped": {"how": "tbf rate RATE " + " ".join(shaping.TBF_AFTER_RATE)
+                          + " on the origin's veth", "rates": {}},
         "gocmd_note": "same as default (this build has no UpstreamFetcher key: its node "
                       "fetches with the go command)",
         "memory": {"rows": []}, "hits": {},
@@ -218,27 +256,29 @@ def run(a, tmp: Path, stack: ExitStack) -> dict:
     if skip_shaped:
         result["shaped"]["skipped"] = skip_shaped
         print(f"bench-proxy: capped-link runs skipped: {skip_shaped}", file=sys.stderr)
-    else:
-        link = stack.enter_context(shaping.shaped_link())
-        for n in names:
+    shaped_runs = [] if skip_shaped else shaped_plan(a.shaped_rates, names)
+    for i, (rate, graphs) in enumerate(shaped_runs):
+        link = stack.enter_context(shaping.shaped_link(rate, i))
+        result["shaped"]["rates"][rate] = graphs
+        for n in graphs:
             ns_origin = bench.serve(servers.start_static_nginx(
-                bench.dir(f"shaped-origin-{n}"), g[n]["tree"], workers=ORIGIN_WORKERS,
+                bench.dir(f"shaped-origin-{n}-{rate}"), g[n]["tree"], workers=ORIGIN_WORKERS,
                 listen=link.ns_addr, probe="/sumdb/sum.golang.org/latest", netns=link.netns))
-            g[n]["shaped_origin"] = ns_origin.url
-    # The pinned graph's warm node also serves the hits: as deployed, with its front's socket.
-    hit_socket = str(tmp / "hit.sock") if "pinned" in g and not front.available() else None
+            g[n].setdefault("shaped", {})[rate] = {"origin": ns_origin.url}
     for n in names:
-        g[n]["warm"], g[n]["warm_store"] = bench.warm_node(
-            g[n]["workload"], g[n]["origin"], hit_socket if n == "pinned" else None)
-        if not skip_shaped:
-            g[n]["shaped_warm"], _ = bench.warm_node(g[n]["workload"], g[n]["shaped_origin"])
+        g[n]["warm"] = bench.warm_node(g[n]["workload"], g[n]["origin"])
+        for shaped in g[n].get("shaped", {}).values():
+            shaped["warm"] = bench.warm_node(g[n]["workload"], shaped["origin"])
+    result["warm_how"] = g[names[0]]["warm"].how
     largest = names[-1]
     rss = result["memory"]["rows"]
-    cases = ["straight", "node_cold", "node_warm", "file"]
-    cases += ["node_cold_gocmd"] if gocmd else []
-    cases += [] if skip_shaped else ["shaped_straight", "shaped_node_cold", "shaped_node_warm"]
     for rnd in range(a.rounds):
         for n in names:
+            cases = ["straight", "node_cold", "node_warm", "file"]
+            cases += ["node_cold_gocmd"] if gocmd else []
+            for rate in g[n].get("shaped", {}):
+                cases += [f"{k}@{rate}" for k in
+                          ("shaped_straight", "shaped_node_cold", "shaped_node_warm")]
             for case in cases:
                 label = f"cold `go mod download all` of the {n} graph, round {rnd + 1}"
                 rss_rows = rss if n == largest and case == "node_cold" else None
@@ -250,8 +290,7 @@ def run(a, tmp: Path, stack: ExitStack) -> dict:
     result["memory"]["note"] = (f"Rounds' cold runs are of the {largest} graph; the "
                                 "concurrent misses go to a fresh node in front of its origin.")
     if "pinned" in g:
-        result["hits"] = hit_rows(bench, g["pinned"]["warm"], g["pinned"]["warm_store"],
-                                  hit_socket, a)
+        result["hits"] = hit_rows(bench, g["pinned"]["warm"], a)
     else:
         result["hits"] = {"skipped": "the hit files are in the pinned graph, which was not run"}
     return result
@@ -266,6 +305,9 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     ap.add_argument("--connections", type=int, default=32, help="wrk connections")
     ap.add_argument("--no-shaped", action="store_true", help="skip the capped-link runs")
+    ap.add_argument("--shaped-rates", default="40mbit:all,8mbit:pinned",
+                    help="capped-link runs: comma-separated RATE:GRAPHS (tc rate units; "
+                         "GRAPHS `all` or graph names joined by +)")
     a = ap.parse_args()
     if a.rounds < 1:
         sys.exit("--rounds must be at least 1")

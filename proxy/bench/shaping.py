@@ -16,12 +16,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
-# An explicit private /30 of the bench's own (host end .1, namespace end .2).
-SUBNET_PREFIX = "10.213.0"
-HOST_ADDR = f"{SUBNET_PREFIX}.1"
-NS_ADDR = f"{SUBNET_PREFIX}.2"
-# ~5 MB/s; the burst must be at least the link's MTU (1500 on a veth) or nothing passes.
-TBF = ["rate", "40mbit", "burst", "32kbit", "latency", "400ms"]
+# Explicit private /30s of the bench's own, one per capped link (host end .1, namespace .2).
+SUBNET_PREFIX = "10.213"
+# The burst must be at least the link's MTU (1500 on a veth) or nothing passes.
+TBF_AFTER_RATE = ["burst", "32kbit", "latency", "400ms"]
+
+
+def tbf(rate: str) -> list[str]:
+    return ["rate", rate, *TBF_AFTER_RATE]
 
 
 @dataclass
@@ -59,22 +61,25 @@ def _remove(netns: str, host_veth: str) -> None:
 
 
 @contextmanager
-def shaped_link() -> Iterator[ShapedLink]:
-    tag = os.getpid() % 100000
+def shaped_link(rate: str, index: int = 0) -> Iterator[ShapedLink]:
+    """A namespace whose origin end sends at most RATE (tc units, e.g. "10mbit"); INDEX
+    picks the link's /30 (several links at once)."""
+    tag = os.getpid() % 10000 * 10 + index
     netns, host_veth, ns_veth = f"gmbench{tag}", f"gmb{tag}h", f"gmb{tag}n"
+    host_addr, ns_addr = f"{SUBNET_PREFIX}.{index}.1", f"{SUBNET_PREFIX}.{index}.2"
     _remove(netns, host_veth)
     try:
         _run("ip", "netns", "add", netns)
         _run("ip", "link", "add", host_veth, "type", "veth", "peer", "name", ns_veth)
         _run("ip", "link", "set", ns_veth, "netns", netns)
-        _run("ip", "addr", "add", f"{HOST_ADDR}/30", "dev", host_veth)
+        _run("ip", "addr", "add", f"{host_addr}/30", "dev", host_veth)
         _run("ip", "link", "set", host_veth, "up")
-        _run("ip", "-n", netns, "addr", "add", f"{NS_ADDR}/30", "dev", ns_veth)
+        _run("ip", "-n", netns, "addr", "add", f"{ns_addr}/30", "dev", ns_veth)
         _run("ip", "-n", netns, "link", "set", ns_veth, "up")
         _run("ip", "-n", netns, "link", "set", "lo", "up")
         # Shape what the origin sends (the downloads), on the namespace's end.
         _run("ip", "netns", "exec", netns, "tc", "qdisc", "add", "dev", ns_veth, "root",
-             "tbf", *TBF)
-        yield ShapedLink(netns, NS_ADDR, " ".join(["tbf", *TBF]))
+             "tbf", *tbf(rate))
+        yield ShapedLink(netns, ns_addr, " ".join(["tbf", *tbf(rate)]))
     finally:
         _remove(netns, host_veth)
