@@ -199,21 +199,21 @@ class Handler:
         await resp.write_eof()
         return resp
 
-    def redirect_if_unstored(self, module: str, rel: str, stored: list[str]):
+    async def redirect_if_unstored(self, module: str, em: str, rel: str):
         mode, url = self.node.download_rule(module)
+        # The store is listed only where a redirect is possible: on S3 a listing of a
+        # large module is several LIST requests, and the answer lists it again.
         if mode in ("redirect", "async_redirect") and self.cfg.network_mode != "offline" \
-                and not stored:
+                and not await self.node.store.stored_versions(em):
             raise web.HTTPFound(f"{url}/{rel}", headers={"Cache-Control": "public, max-age=60"})
 
     async def list(self, request, module, em):
-        self.redirect_if_unstored(module, f"{em}/@v/list",
-                                  await self.node.store.stored_versions(em))
+        await self.redirect_if_unstored(module, em, f"{em}/@v/list")
         versions = await self.node.versions(module, em)
         return text("".join(v + "\n" for v in versions), cc=self.short_cc())
 
     async def latest(self, request, module, em):
-        self.redirect_if_unstored(module, f"{em}/@latest",
-                                  await self.node.store.stored_versions(em))
+        await self.redirect_if_unstored(module, em, f"{em}/@latest")
         info = await self.node.latest(module, em)
         return text(json.dumps(info), ctype="application/json", cc=self.short_cc())
 

@@ -328,6 +328,9 @@ class Node:
         return sorted(set(stored), key=modpath.semver_key)
 
     async def latest(self, module: str, em: str) -> dict:
+        # Listed first, once: a path the store cannot hold is refused before any upstream
+        # is asked, and the fallback below needs the listing anyway.
+        stored = await self.store.stored_versions(em)
         if self.uses_upstream(module):
             try:
                 return await self._upstream(
@@ -338,13 +341,15 @@ class Node:
                 err = e
         else:
             err = FetchError(404, f"not found: {module}: no stored versions")
-        info = await self.stored_latest(em)
+        info = await self.stored_latest(em, stored)
         if info is None:
             raise HTTPError(err.status, str(err))
         return info
 
-    async def stored_latest(self, em: str) -> dict | None:
-        stored = sorted(await self.store.stored_versions(em), key=modpath.semver_key)
+    async def stored_latest(self, em: str, stored: list[str]) -> dict | None:
+        """The .info of the highest stored release (else pseudo-version) of em, given
+        its stored versions."""
+        stored = sorted(stored, key=modpath.semver_key)
         rel = [v for v in stored if not modpath.is_pseudo(v)] or stored
         if not rel:
             return None

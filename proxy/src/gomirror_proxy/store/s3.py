@@ -165,6 +165,11 @@ class S3Store(Store):
         with self._mapped(version_key(em, ev, "zip")):
             await self._call(self._put_version_sync, em, ev, files)
 
+    async def stored_versions(self, em):
+        # On the store's own pool, and a failing S3 is a 503 like every other call.
+        with self._mapped(f"{em}/@v/"):
+            return await self._call(self._stored_versions_sync, em)
+
     def _stored_versions_sync(self, em):
         pag = self.s3.get_paginator("list_objects_v2")
         pre = self._k(f"{em}/@v/")
@@ -194,7 +199,8 @@ class S3Store(Store):
         return out
 
     async def catalog(self, after, limit):
-        return await self._call(self._catalog_sync, after, limit)
+        with self._mapped("catalog"):
+            return await self._call(self._catalog_sync, after, limit)
 
     async def check_writable(self):
         key = f".locks/probe-{uuid.uuid4().hex}"
