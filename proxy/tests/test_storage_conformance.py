@@ -238,7 +238,8 @@ def test_version_reads_back_after_write_with_a_multipart_zip(s3, bucket, tmp_pat
 
     put, got, sizes, has, stored, listed = run(write_then_read())
     assert put == {"CreateMultipartUpload": 1, "UploadPart": 3, "CompleteMultipartUpload": 1,
-                   "PutObject": 3, "ListObjectsV2": 1}, put  # .mod, .info, list; the zip in parts
+                   "PutObject": 3, "ListObjectsV2": 1, "HeadObject": 1}, put
+    # (.mod, .info and list PUT, the zip in parts; list's ETag, then its conditional rewrite)
     for ext in content:
         assert hashlib.sha256(got[ext]).digest() == hashlib.sha256(content[ext]).digest(), ext
         assert sizes[ext] == len(content[ext]), ext
@@ -264,6 +265,37 @@ def test_version_reads_back_after_write_with_a_multipart_zip(s3, bucket, tmp_pat
     with pytest.raises(ClientError) as missing:
         client.head_object(Bucket=bucket, Key=version_key(em, "v9.9.9", "zip"))
     assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_two_nodes_storing_versions_at_once_both_end_up_in_list(s3, bucket, tmp_path):
+    # Forced interleaving: node a lists the module, node b then stores another version and
+    # rewrites `list`, then a writes its (older) listing. a's rewrite must not drop b's version.
+    a, b = stores(s3, bucket, 2)
+    em = modpath.escape_path("example.com/conformance/race")
+    files = {}
+    for ext, data in (("zip", b"zip"), ("mod", b"module example.com/conformance/race\n"),
+                      ("info", b'{"Version":"v"}')):
+        (tmp_path / ext).write_bytes(data)
+        files[ext] = str(tmp_path / ext)
+    listed, go_on = threading.Event(), threading.Event()
+    list_module = a._stored_versions_sync
+
+    def slow_listing(module):
+        out = list_module(module)
+        listed.set()
+        go_on.wait(30)
+        return out
+
+    a._stored_versions_sync = slow_listing
+    writer = threading.Thread(target=run, args=(a.put_version(em, "v1.0.0", files),))
+    writer.start()
+    assert listed.wait(30)
+    run(b.put_version(em, "v1.1.0", files))
+    assert run(b.read(f"{em}/@v/list")) == b"v1.0.0\nv1.1.0\n"
+    go_on.set()
+    writer.join(60)
+    assert not writer.is_alive()
+    assert run(a.read(f"{em}/@v/list")) == b"v1.0.0\nv1.1.0\n"
 
 
 # --- a store past 1,000 objects: listing, existence, the catalog, S3 requests per operation ----

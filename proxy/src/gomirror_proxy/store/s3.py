@@ -17,6 +17,7 @@ from .base import FILES, Store, list_body, version_key, versions_in
 from .errors import LockBusyError, StoreError
 
 _PRECONDITION = ("PreconditionFailed", "412", "ConditionalRequestConflict")
+LIST_REWRITE_ATTEMPTS = 8  # each lost race means another node's rewrite succeeded
 
 
 class S3Store(Store):
@@ -156,10 +157,31 @@ class S3Store(Store):
     def _put_version_sync(self, em, ev, files):
         for ext in FILES:
             self._install_version_file(em, ev, ext, files[ext])
-        versions = self._stored_versions_sync(em)
-        self.s3.put_object(
-            Bucket=self.bucket, Key=self._k(f"{em}/@v/list"), Body=list_body(versions)
-        )
+        self._rewrite_list_sync(em)
+
+    def _rewrite_list_sync(self, em: str) -> None:
+        """The module's `list` object from a listing of the bucket, never losing a version
+        another node installed meanwhile: the object's ETag is read before the listing
+        and the PUT is conditional on it, so a writer whose listing is older than the
+        object it would replace is refused (412) and lists again. (Replicas and file://
+        readers take `list` as the version list; the node itself lists the bucket.)"""
+        key = self._k(f"{em}/@v/list")
+        for _ in range(LIST_REWRITE_ATTEMPTS):
+            try:
+                cond = {"IfMatch": self.s3.head_object(Bucket=self.bucket, Key=key)["ETag"]}
+            except self.ClientError as e:
+                if not self._missing(e):
+                    raise
+                cond = {"IfNoneMatch": "*"}
+            body = list_body(self._stored_versions_sync(em))
+            try:
+                self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, **cond)
+                return
+            except self.ClientError as e:
+                if self._code(e) not in _PRECONDITION:
+                    raise
+        raise StoreError(503, f"store busy: {em}/@v/list changed under {LIST_REWRITE_ATTEMPTS}"
+                              " rewrites in a row")
 
     async def put_version(self, em, ev, files):
         with self._mapped(version_key(em, ev, "zip")):
