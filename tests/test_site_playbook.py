@@ -21,6 +21,7 @@ BATCH = "{{ ansible_play_batch | join(',') }}"
 TIER_OF_ROLE = {
     "ca_trust": None,
     "go_toolchain": "nodes",
+    "object_store": "storage",
     "proxy_node": "nodes",
     "mirror_sync": "sync",
     "nginx_edge": "edges",
