@@ -13,7 +13,7 @@ export GOMIRROR_REQUIRE_ORIGIN := 1
 PYTHON ?= python3
 
 # Scenarios in the order make test runs them (cheapest first).
-MOLECULE_SCENARIOS ?= smoke object_store proxy_node mirror_sync nginx_edge geodns network
+MOLECULE_SCENARIOS ?= object_store proxy_node mirror_sync nginx_edge geodns network
 PYTEST_ARGS ?= --durations=15
 
 .PHONY: help setup host-packages engine aptcache venv image goarchive wheelhouse seaweedfs origin gitserver pki \
