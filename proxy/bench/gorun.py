@@ -37,27 +37,28 @@ def download_all(workload: Path, goproxy: str) -> float:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+def _children_of(pid: int) -> list[int]:
+    """Direct children of pid, from /proc/<pid>/task/<tid>/children (one small read per
+    thread, not a scan of every process: the sampler must not cost the run it measures)."""
+    out: list[int] = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(c) for c in f.read().split()]
         except OSError:
             continue
-        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        tree.setdefault(ppid, []).append(int(entry))
-    return tree
+    return out
 
 
-def _rss_kib(pid: int) -> int:
+def _status_kib(pid: int, field: str) -> int:
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
     except OSError:
         pass
@@ -65,10 +66,11 @@ def _rss_kib(pid: int) -> int:
 
 
 class RSSSampler:
-    """Peak RSS of a process and of its descendants (the go commands it runs), every 50 ms.
+    """Peak RSS of a process and of its descendants (the go commands it runs).
 
-    `peak_self` is the process alone; `peak_tree` the largest sum over the process and its
-    descendants seen at one sample."""
+    `peak_self` is the kernel's own high-water mark of the process (VmHWM, exact);
+    `peak_tree` the largest sum over the process and its descendants seen at one sample,
+    every 50 ms."""
 
     INTERVAL = 0.05
 
@@ -80,14 +82,13 @@ class RSSSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            tree, todo, total = _children(), [self.pid], 0
-            own = _rss_kib(self.pid)
+            todo, total = [self.pid], 0
             while todo:
                 pid = todo.pop()
-                total += _rss_kib(pid)
-                todo += tree.get(pid, [])
-            self.peak_self = max(self.peak_self, own)
+                total += _status_kib(pid, "VmRSS")
+                todo += _children_of(pid)
             self.peak_tree = max(self.peak_tree, total)
+            self.peak_self = max(self.peak_self, _status_kib(self.pid, "VmHWM"))
             self._stop.wait(self.INTERVAL)
 
     def __enter__(self) -> RSSSampler:

@@ -121,7 +121,8 @@ def render(r: dict) -> str:
         if errors:
             out += ["", "wrk reported errors: " + "; ".join(errors) + "."]
     m = r["memory"]
-    out += ["", "### Peak memory of the node (RSS, sampled every 50 ms)", "",
+    out += ["", "### Peak memory of the node (its VmHWM; with its children: RSS sampled "
+            "every 50 ms)", "",
             "| run | node process | node + its children (go commands) | wall time |",
             "| --- | ---: | ---: | ---: |"]
     for row in m["rows"]:
