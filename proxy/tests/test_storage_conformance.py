@@ -210,6 +210,21 @@ def test_slow_holder_never_deletes_its_successors_lock(s3, bucket):
     assert lock_objects(s3, bucket) == {}
 
 
+def test_a_lock_whose_creating_put_lost_its_answer_is_known_as_ours(s3, bucket):
+    # A conditional PUT created the lock object but its answer never arrived: the retry
+    # (botocore's, or the lock loop's next attempt) then fails its own condition. The object
+    # carries the acquisition's token, so the node holds the lock at once instead of waiting
+    # out its own lease, and everyone else is still kept out.
+    mine, other = stores(s3, bucket, 2)
+    key = mine._lock_key(EM, "v1.0.0")
+    created = mine._try_lock(key, 30, "a" * 32)
+    assert created
+    assert mine._try_lock(key, 30, "a" * 32) == created  # the retry after a lost answer
+    assert other._try_lock(key, 30, "b" * 32) is None
+    assert mine._try_lock(key, 30, "c" * 32) is None  # another acquisition of the same node
+    assert len(lock_objects(s3, bucket)) == 1
+
+
 # --- read after write: put_version, then read/stream/stat; multipart, ranges, HEAD ------------
 
 ZIP_BYTES = 20 << 20  # past boto3's 8 MiB multipart threshold: three parts of 8, 8, 4 MiB

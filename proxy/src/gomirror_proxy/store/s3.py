@@ -235,9 +235,10 @@ class S3Store(Store):
     def _code(self, e) -> str:
         return e.response.get("Error", {}).get("Code", "")
 
-    def _try_lock(self, key: str, ttl: int) -> str | None:
-        """The ETag of our lock object if we now hold the lock, else None."""
-        body = json.dumps({"owner": f"{os.uname().nodename}:{os.getpid()}",
+    def _try_lock(self, key: str, ttl: int, token: str) -> str | None:
+        """The ETag of our lock object if we now hold the lock, else None. `token` is unique
+        to one acquisition (all its attempts): a lock object carrying it is ours."""
+        body = json.dumps({"owner": f"{os.uname().nodename}:{os.getpid()}", "token": token,
                            "expires": time.time() + ttl}).encode()
         try:
             return self.s3.put_object(Bucket=self.bucket, Key=key, Body=body,
@@ -245,15 +246,20 @@ class S3Store(Store):
         except self.ClientError as e:
             if self._code(e) not in _PRECONDITION:
                 raise
-        # Held: take it over if its holder's lease expired (a killed node).
+        # Held: by us if a PUT of ours succeeded but its answer was lost (botocore's retry
+        # of it, or our next attempt, then fails the condition on our own object); else
+        # take it over if its holder's lease expired (a killed node).
         try:
             cur = self.s3.get_object(Bucket=self.bucket, Key=key)
-            expires = float(json.loads(cur["Body"].read()).get("expires", 0))
+            held = json.loads(cur["Body"].read())
+            if held.get("token") == token:
+                return cur["ETag"]
+            expires = float(held.get("expires", 0))
         except self.ClientError as e:
             if self._missing(e):
                 return None  # released meanwhile: the next attempt creates it
             raise
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, TypeError):
             expires = 0.0  # unreadable lock body: treat as a dead holder's
         if expires >= time.time():
             return None
@@ -269,7 +275,8 @@ class S3Store(Store):
     async def lock(self, em, ev, ttl):
         key = self._lock_key(em, ev)
         deadline = time.monotonic() + ttl + 5
-        while (etag := await self._call(self._try_lock, key, ttl)) is None:
+        token = uuid.uuid4().hex
+        while (etag := await self._call(self._try_lock, key, ttl, token)) is None:
             if time.monotonic() > deadline:
                 raise LockBusyError(f"{em}@{ev}")
             await asyncio.sleep(0.2)
