@@ -24,6 +24,7 @@ SECRET_STRUCTURES = (
     "mirror_sync_jobs",
     "mirror_sync_server_users",
     "geodns_tsig_secrets",
+    "object_store_s3_identities",
 )
 _PLACEHOLDER = re.compile(r"change[-_ ]?me|replace[-_ ]?me|placeholder", re.IGNORECASE)
 _ZERO_HASH = re.compile(r"^0{32,}$")

@@ -42,6 +42,16 @@ def test_credentials_inside_entries_are_named_by_the_entry():
     ]
 
 
+def test_a_placeholder_s3_identity_of_the_object_store_is_refused():
+    variables = {"object_store_s3_identities": [
+        {"name": "gomirror", "access_key": "gomirror-core", "secret_key": "CHANGE-ME-s3",
+         "actions": ["Read", "Write", "List"]}]}
+    assert gs.check_placeholders("os1", variables) == [
+        "os1: object_store_s3_identities['gomirror']['secret_key']: holds a placeholder "
+        "(CHANGE-ME); set the real value (vault it)"
+    ]
+
+
 def test_real_secrets_and_other_variables_pass():
     variables = {
         "vault_git_password": "3f9c1e0b7d2a4c68a1b2",
