@@ -200,6 +200,16 @@ def test_a_miss_goes_to_the_node_and_the_next_request_is_a_front_hit(front_env):
     assert body == (Path(node.store) / p[1:]).read_bytes()
 
 
+def test_the_node_logs_who_the_front_forwarded_a_miss_for(front_env):
+    front, node = front_env()
+    assert front.get(vpath(DIFFLIB, OLD, "zip"), headers={"X-Forwarded-For": "192.0.2.7"})[0] \
+        == 200
+    lines = [r for r in node.log_lines() if r.get("endpoint") == "zip"]
+    assert lines and lines[-1]["remote"] == "127.0.0.1"
+    # The front appends the address it saw (this test's loopback) to what it was given.
+    assert lines[-1]["forwarded_for"] == "192.0.2.7, 127.0.0.1"
+
+
 def test_info_without_its_zip_goes_to_the_node(front_env):
     front, node = front_env()
     assert front.get(vpath(DIFFLIB, OLD, "zip"))[0] == 200  # stored whole

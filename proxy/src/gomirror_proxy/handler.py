@@ -289,12 +289,19 @@ def log_request(node: Node, request: web.Request, status: int, resp, t0: float) 
             nbytes = (resp.content_length if resp is not None else 0) or 0
         node.metrics.bytes.inc(ep, amount=nbytes)
     if access_log.isEnabledFor(logging.INFO):
-        access_log.info(json.dumps({
+        line = {
             "ts": round(time.time(), 3), "remote": request.remote,
             "method": request.method, "path": redact(request.raw_path[:1024]),
             "status": status, "bytes": nbytes, "endpoint": ep,
             "ms": round((time.monotonic() - t0) * 1000, 2),
-        }))
+        }
+        # Behind the node's nginx front (and an edge) `remote` is the front: who asked is
+        # in X-Forwarded-For. Logged beside `remote`, never instead of it (a client can
+        # send the header itself).
+        forwarded = request.headers.get("X-Forwarded-For")
+        if forwarded:
+            line["forwarded_for"] = forwarded[:256]
+        access_log.info(json.dumps(line))
 
 
 def auth_ok(header: str, cfg: Config) -> bool:
