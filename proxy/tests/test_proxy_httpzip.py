@@ -145,10 +145,18 @@ def test_a_cold_info_is_answered_before_its_zip_is_verified_and_kept_by_no_cache
     assert h["Cache-Control"].endswith("immutable")
 
 
-def test_a_cold_info_answered_early_does_not_let_a_tampered_zip_in(nodes, upstream):
-    bad = rezip(origin_file(REFLECT2 + ".zip"), lambda name, data: data + b"\n"
+def tampered_reflect2_zip() -> bytes:
+    """reflect2's zip with one byte changed inside one file: a valid module zip, the wrong
+    content (its h1 is not the checksum database's)."""
+    good = origin_file(REFLECT2 + ".zip")
+    bad = rezip(good, lambda name, data: data.replace(b"package reflect2", b"package reflect3", 1)
                 if name.endswith("/reflect2.go") else data)
-    up = upstream(override={REFLECT2 + ".zip": bad})
+    assert bad != good
+    return bad
+
+
+def test_a_cold_info_answered_early_does_not_let_a_tampered_zip_in(nodes, upstream):
+    up = upstream(override={REFLECT2 + ".zip": tampered_reflect2_zip()})
     node = nodes(upstream=up.url, extra=ORIGIN_SUMDB)
     st, h, body = node.get(REFLECT2 + ".info")
     assert st == 200 and h["Cache-Control"] == "no-store"
@@ -159,12 +167,7 @@ def test_a_cold_info_answered_early_does_not_let_a_tampered_zip_in(nodes, upstre
 
 
 def test_a_tampered_zip_is_refused_before_the_client_sees_bytes(nodes, upstream, tmp_path):
-    good = origin_file(REFLECT2 + ".zip")
-    # One byte changed inside one file: a valid module zip, the wrong content.
-    bad = rezip(good, lambda name, data: data.replace(b"package reflect2", b"package reflect3", 1)
-                if name.endswith("/reflect2.go") else data)
-    assert bad != good
-    up = upstream(override={REFLECT2 + ".zip": bad})
+    up = upstream(override={REFLECT2 + ".zip": tampered_reflect2_zip()})
     node = nodes(upstream=up.url, extra=ORIGIN_SUMDB)
     st, h, body = node.get(REFLECT2 + ".zip")
     assert st == 502, body
